@@ -1,7 +1,11 @@
-"""nnback: from-scratch neural networks on pluggable NumPy, Numba and CuPy backends."""
+"""nnback: from-scratch neural networks on pluggable NumPy, Numba and CuPy backends.
+
+Pick a backend with ``NNBACK_BACKEND=numba``, :func:`set_backend` or :func:`use_backend`.
+"""
 
 from __future__ import annotations
 
+from .activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .backends import (
     Backend,
     available_backends,
@@ -10,6 +14,7 @@ from .backends import (
     set_backend,
     use_backend,
 )
+from .callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint
 from .errors import (
     BackendUnavailableError,
     InputError,
@@ -18,5 +23,71 @@ from .errors import (
     TrainingError,
     UnknownBackendError,
 )
+from .initializers import Constant, Gaussian, GlorotUniform, He, Xavier, Zeros
+from .layer_base import Layer
+from .layers import Dense, Dropout
+from .losses import (
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    Loss,
+    MeanAbsoluteError,
+    MeanSquaredError,
+)
+from .metrics import Accuracy, BinaryAccuracy, Metric, RegressionAccuracy
+from .model import Sequential
+from .optimizers import SGD, AdaGrad, Adam, Optimizer, RMSprop
+from .serialization import load_model
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "SGD",
+    "Accuracy",
+    "AdaGrad",
+    "Adam",
+    "Backend",
+    "BackendUnavailableError",
+    "BinaryAccuracy",
+    "BinaryCrossentropy",
+    "Callback",
+    "CategoricalCrossentropy",
+    "Constant",
+    "Dense",
+    "Dropout",
+    "EarlyStopping",
+    "Gaussian",
+    "GlorotUniform",
+    "He",
+    "History",
+    "InputError",
+    "LambdaCallback",
+    "Layer",
+    "LeakyReLU",
+    "Linear",
+    "Loss",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "Metric",
+    "ModelCheckpoint",
+    "ModelFileError",
+    "NNBackError",
+    "Optimizer",
+    "RMSprop",
+    "ReLU",
+    "RegressionAccuracy",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "TrainingError",
+    "UnknownBackendError",
+    "Xavier",
+    "Zeros",
+    "__version__",
+    "available_backends",
+    "backend_status",
+    "get_backend",
+    "load_model",
+    "set_backend",
+    "use_backend",
+]
