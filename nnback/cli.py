@@ -1,0 +1,254 @@
+"""The ``nnback`` command line: ``nnback info`` and ``nnback train``.
+
+Errors a user can fix (an unknown backend, a missing dataset, a bad option) are printed as
+one line, ``nnback: error: ...``, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy
+
+from . import __version__
+from .errors import NNBackError
+
+THREAD_VARIABLES = (
+    "NNBACK_BACKEND",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "NUMBA_THREADING_LAYER",
+    "OMP_WAIT_POLICY",
+)
+
+# Extra subcommands other modules add: name -> (add_arguments, run). Kept as a registry so
+# the benchmark command can live in its own module.
+EXTRA_COMMANDS: dict[str, tuple[str, Callable[[Any], None], Callable[[Any], int]]] = {}
+
+
+def _blas_info() -> list[str]:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return ["threadpoolctl not installed (pip install threadpoolctl for BLAS details)"]
+    lines = []
+    for pool in threadpool_info():
+        lines.append(
+            f"{pool.get('internal_api')} {pool.get('version')}: "
+            f"{pool.get('num_threads')} threads ({pool.get('user_api')}, "
+            f"{os.path.basename(str(pool.get('filepath')))})"
+        )
+    return lines or ["no thread pools found"]
+
+
+def command_info(args: argparse.Namespace) -> int:
+    from .backends import backend_status, get_backend
+
+    print(f"nnback {__version__}")
+    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
+    print(f"numpy {numpy.__version__}")
+    print("backends:")
+    for name, reason in backend_status().items():
+        if reason is None:
+            print(f"  {name}: available")
+            for key, value in get_backend(name).info().items():
+                print(f"      {key}: {value}")
+        else:
+            print(f"  {name}: unavailable: {reason}")
+    print("threads and BLAS:")
+    for line in _blas_info():
+        print(f"  {line}")
+    for variable in THREAD_VARIABLES:
+        print(f"  {variable}={os.environ.get(variable, '(unset)')}")
+    return 0
+
+
+def _load_dataset(name: str, data_dir: str | None, seed: int) -> tuple[Any, Any, Any, Any, str]:
+    from . import datasets
+
+    if name == "sample":
+        (X, y), (X_test, y_test) = datasets.load_sample()
+        return X, y, X_test, y_test, "classification"
+    if name in ("mnist", "fashion-mnist"):
+        loader = datasets.load_mnist if name == "mnist" else datasets.load_fashion_mnist
+        (X, y), (X_test, y_test) = loader(data_dir)
+        return X, y, X_test, y_test, "classification"
+    X, y = datasets.spiral_data(1000, 3, seed=seed)
+    X_test, y_test = datasets.spiral_data(300, 3, seed=seed + 1)
+    return X, y, X_test, y_test, "classification"
+
+
+def _hidden_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise NNBackError(f"--hidden: expected comma-separated layer sizes, got {text!r}") from None
+    if any(size < 1 for size in sizes):
+        raise NNBackError(f"--hidden: layer sizes must be positive, got {text!r}")
+    return sizes
+
+
+def build_classifier(
+    n_features: int,
+    n_classes: int,
+    hidden: list[int],
+    activation: str,
+    optimizer: str,
+    learning_rate: float,
+    seed: int,
+    dtype: str = "float32",
+    backend: Any = None,
+) -> Any:
+    """An MLP classifier as the command line builds it (He or Xavier initialization)."""
+    from . import layers as nl
+    from .losses import CategoricalCrossentropy
+    from .model import Sequential
+    from .optimizers import get_optimizer
+
+    init = "he" if activation in ("relu", "leaky_relu") else "xavier"
+    model = Sequential(
+        loss=CategoricalCrossentropy(),
+        optimizer=get_optimizer(optimizer, learning_rate=learning_rate),
+        seed=seed,
+        dtype=dtype,
+        backend=backend,
+    )
+    width = n_features
+    for size in hidden:
+        model.add(nl.Dense(width, size, weight_initializer=init))
+        model.add(nl.get_activation(activation))
+        width = size
+    model.add(nl.Dense(width, n_classes, weight_initializer="xavier"))
+    model.add(nl.Softmax())
+    return model
+
+
+def command_train(args: argparse.Namespace) -> int:
+    from .backends import get_backend
+
+    backend = get_backend(args.backend)
+    X, y, X_test, y_test, _ = _load_dataset(args.dataset, args.data_dir, args.seed)
+    n_classes = int(max(y.max(), y_test.max())) + 1
+    model = build_classifier(
+        X.shape[1],
+        n_classes,
+        _hidden_sizes(args.hidden),
+        args.activation,
+        args.optimizer,
+        args.lr,
+        args.seed,
+        args.dtype,
+        backend,
+    )
+    print(
+        f"training {args.dataset}: {X.shape[0]} samples, {X.shape[1]} features, "
+        f"{n_classes} classes on the {backend.name} backend ({args.dtype})",
+        file=sys.stderr,
+    )
+    verbose = 0 if args.quiet else (1 if sys.stderr.isatty() else 2)
+    started = time.perf_counter()
+    history = model.fit(
+        X,
+        y,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        validation_split=args.validation_split,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - started
+    scores = model.evaluate(X_test, y_test)
+    throughput = numpy.median(history["samples_per_second"])
+    print(
+        f"test accuracy {scores['accuracy']:.4f}, test loss {scores['loss']:.4f}; "
+        f"{len(history.epoch)} epochs in {seconds:.1f} s "
+        f"(median {throughput:,.0f} training samples/s)"
+    )
+    if args.save:
+        model.save(args.save)
+        print(f"saved the model to {args.save}")
+    if args.plot:
+        from . import plot
+
+        written = plot.write_training_plots(model, history, X_test, y_test, args.plot)
+        for path in written:
+            print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnback", description="From-scratch neural networks on NumPy, Numba and CuPy."
+    )
+    parser.add_argument("--version", action="version", version=f"nnback {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    info = commands.add_parser("info", help="version, backends, BLAS and thread settings")
+    info.set_defaults(run=command_info)
+
+    train = commands.add_parser("train", help="train an MLP classifier and report test accuracy")
+    train.add_argument("--backend", default=None, help="numpy, numba, cupy or auto")
+    train.add_argument(
+        "--dataset", default="sample", choices=["sample", "mnist", "fashion-mnist", "spiral"]
+    )
+    train.add_argument("--data-dir", default=None, help="directory with the IDX files")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--hidden", default="256,128", help="hidden layer sizes, e.g. 256,128")
+    train.add_argument(
+        "--activation", default="relu", choices=["relu", "leaky_relu", "tanh", "sigmoid"]
+    )
+    train.add_argument("--optimizer", default="adam", choices=["sgd", "adagrad", "rmsprop", "adam"])
+    train.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    train.add_argument("--validation-split", type=float, default=0.1)
+    train.add_argument("--save", default=None, help="save the trained model to this file")
+    train.add_argument("--plot", default=None, help="write training plots (PNG) to this folder")
+    train.add_argument("--quiet", action="store_true", help="no progress or per-epoch lines")
+    train.set_defaults(run=command_train)
+
+    for name, (help_text, add_arguments, run) in EXTRA_COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text)
+        add_arguments(sub)
+        sub.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _register_extra_commands()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except NNBackError as exc:
+        print(f"nnback: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        # Missing datasets raise a FileNotFoundError subclass whose message says what to do.
+        print(f"nnback: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nnback: interrupted", file=sys.stderr)
+        return 130
+
+
+def _register_extra_commands() -> None:
+    """Import the modules that add subcommands (each is optional)."""
+    import importlib
+    import importlib.util
+
+    for module in ("nnback.bench_cli",):
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
