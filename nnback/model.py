@@ -107,6 +107,8 @@ class Sequential:
         if metric is not None:
             self._metric_spec = metric
             self.metric = get_metric(metric, self.loss)
+        if self.built:
+            self._plan()  # the loss decides whether softmax and cross-entropy fuse
         return self
 
     @property

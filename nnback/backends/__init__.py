@@ -74,7 +74,7 @@ def _load(name: str) -> Backend:
             _failures[name] = str(exc)
             raise
         except ImportError as exc:
-            reason = f"backend {name!r} cannot load: {exc} (pip install 'nnback[{name}]')"
+            reason = f"backend {name!r} cannot load: {exc}"
             _failures[name] = reason
             raise BackendUnavailableError(reason) from exc
         _instances[name] = backend

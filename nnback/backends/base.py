@@ -312,6 +312,7 @@ class Backend:
             picked = xp.take_along_axis(shifted, y_true.reshape(n, 1), axis=1)
             loss = xp.sum(log_total - picked) / n
         else:
+            y_true = self._as_dtype(y_true, logits.dtype)
             loss = -xp.sum(y_true * (shifted - log_total)) / n
         if not with_grad:
             return loss, None
@@ -339,6 +340,7 @@ class Backend:
             picked = xp.take_along_axis(clipped, y_true.reshape(n, 1), axis=1)
             loss = -xp.sum(xp.log(picked)) / n
         else:
+            y_true = self._as_dtype(y_true, y_pred.dtype)
             loss = -xp.sum(y_true * xp.log(clipped)) / n
         if not with_grad:
             return loss, None
@@ -360,11 +362,15 @@ class Backend:
         """
         xp = self.xp
         n, k = y_pred.shape
+        y_true = self._as_dtype(y_true, y_pred.dtype)
         p = xp.clip(y_pred, EPSILON_CLIP, 1 - EPSILON_CLIP)
-        loss = -xp.sum(y_true * xp.log(p) + (1 - y_true) * xp.log(1 - p)) / (n * k)
+        # Clip the complement too, rather than use 1 - p: in float32 the bound 1 - 1e-7
+        # rounds to 1 - 2**-23, while 1 - y_pred is exact for y_pred >= 1/2.
+        q = xp.clip(1 - y_pred, EPSILON_CLIP, 1 - EPSILON_CLIP)
+        loss = -xp.sum(y_true * xp.log(p) + (1 - y_true) * xp.log(q)) / (n * k)
         if not with_grad:
             return loss, None
-        grad = -(y_true / p - (1 - y_true) / (1 - p)) / (n * k)
+        grad = -(y_true / p - (1 - y_true) / q) / (n * k)
         return loss, grad
 
     def mean_squared_error(
@@ -372,7 +378,7 @@ class Backend:
     ) -> tuple[Array, Array | None]:
         """Mean squared error over outputs, then samples, for ``y_pred`` and ``y_true`` (n, k)."""
         n, k = y_pred.shape
-        diff = y_pred - y_true
+        diff = y_pred - self._as_dtype(y_true, y_pred.dtype)
         loss = self.xp.sum(diff * diff) / (n * k)
         if not with_grad:
             return loss, None
@@ -387,7 +393,7 @@ class Backend:
         """
         xp = self.xp
         n, k = y_pred.shape
-        diff = y_pred - y_true
+        diff = y_pred - self._as_dtype(y_true, y_pred.dtype)
         loss = xp.sum(xp.abs(diff)) / (n * k)
         if not with_grad:
             return loss, None
@@ -410,10 +416,9 @@ class Backend:
         """Number of correct predictions as a 0-d integer array.
 
         With one output column, ``y_pred`` holds probabilities thresholded at 0.5 and is
-        compared element-wise with 0/1 targets. With several columns, the argmax of each row
-        is compared with integer labels (n,) or, for binary multi-label targets of the same
-        shape whose rows need not sum to one, element-wise after thresholding; one-hot
-        targets (n, k) are compared by their argmax.
+        compared with 0/1 targets. With several columns, the argmax of each row is compared
+        with integer labels (n,) or with the argmax of one-hot targets (n, k). (Independent
+        multi-label outputs are counted with :meth:`count_within` and a tolerance of 0.5.)
         """
         xp = self.xp
         if y_pred.shape[1] == 1:
@@ -434,15 +439,21 @@ class Backend:
 
         ``keep_mask`` (n, k) is boolean (or 0/1) and ``x`` is (n, k).
         """
-        return x * (keep_mask * scale)
+        return x * self._as_dtype(keep_mask, x.dtype) * scale
 
     def dropout_backward(self, dy: Array, keep_mask: Array, scale: float) -> Array:
         """Gradient of :meth:`dropout_forward`: ``dy * keep_mask * scale``."""
-        return dy * (keep_mask * scale)
+        return dy * self._as_dtype(keep_mask, dy.dtype) * scale
 
     # ------------------------------------------------------------------------------------
     # Optimizer steps, in place, with L1/L2 regularization folded into the gradient
     # ------------------------------------------------------------------------------------
+    @staticmethod
+    def _as_dtype(x: Array, dtype: Any) -> Array:
+        """``x`` in ``dtype`` (no copy when it already is): targets and masks may be int or
+        bool, and must not promote a float32 computation to float64."""
+        return x if x.dtype == dtype else x.astype(dtype)
+
     def _regularized(self, param: Array, grad: Array, l1: float, l2: float) -> Array:
         """``grad + l1 * sign(param) + 2 * l2 * param`` (a new array only when needed)."""
         if l1 > 0:
@@ -477,8 +488,10 @@ class Backend:
         ``velocity = momentum * velocity - learning_rate * g``; ``param += velocity``;
         without momentum ``param -= learning_rate * g``; ``g`` is the regularized gradient.
         """
+        if momentum != 0 and velocity is None:
+            raise InputError("sgd_update_inplace: momentum > 0 needs a velocity array")
         g = self._regularized(param, grad, l1, l2)
-        if momentum == 0 or velocity is None:
+        if momentum == 0:
             param -= learning_rate * g
             return
         velocity *= momentum

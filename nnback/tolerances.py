@@ -1,0 +1,265 @@
+"""The parity tolerances: how far a backend's result may be from the NumPy reference.
+
+Every parity test compares a backend's result, computed on inputs of dtype ``D``, with the
+NumPy reference backend run on the *same values* cast to float64. The difference is then
+the rounding error of the backend's arithmetic in ``D`` (plus, for ``D = float64``, that of
+the reference itself), never an error in the inputs. A result passes when, element-wise,
+
+    |got - expected| <= atol + rtol * |expected|
+
+(the rule of ``numpy.testing.assert_allclose``).
+
+How the values were chosen
+--------------------------
+Each op has a *condition factor* ``(r, a)`` in units of the dtype's machine epsilon
+(``eps = 2**-23 ~ 1.19e-7`` for float32, ``2**-52 ~ 2.2e-16`` for float64), so that
+``rtol = r * eps`` and ``atol = a * eps``. Rounding-error analysis gives bounds proportional
+to ``eps``, so one factor serves both dtypes: a float64 backend that sums in another order
+than NumPy errs by the same number of *ulps* as a float32 one.
+
+The factors assume the data the parity tests use, which is what a network sees:
+
+* unit-scale data: entries of magnitude at most ~2, weights scaled by ``1/sqrt(fan_in)``
+  (as Glorot/He initialisation does), so a dot product is itself of order one;
+* reductions (matmul inner dimension, batch sums for ``dW``/``db``) of at most
+  :data:`MAX_REDUCTION` terms and loss sums of at most :data:`MAX_LOSS_TERMS` terms;
+* a spread of at most :data:`MAX_LOGIT_SPREAD` between the largest and smallest logit of
+  a row.
+
+A probabilistic bound (Higham and Mary, 2019) for a length-``K`` dot product of such data is
+about ``sqrt(K) * u * sum(|a_i b_i|)`` with ``u = eps / 2``; with ``K = 64`` that is a few
+ulps of the result, and measured errors of NumPy's BLAS and of a naive float32 loop both stay
+below ``8 eps`` for the forward shapes and ``26 eps`` for ``dW = X.T @ dZ`` with 64 rows.
+The factors below leave a margin of 2 to 4 over such estimates, and stay at least 50 times
+tighter than what a lower-precision mode produces (TF32 matmul errs by ~6000 eps, a
+half-precision accumulator or an approximate ``exp`` by far more), so a backend that
+quietly lowers its precision fails.
+
+The rule: a value is never loosened to make a test pass. A failure is a bug (in the
+backend, in the reference, or in the test's data) until its cause is found; if the cause is
+an honest difference in numerics that cannot be removed, the larger value goes into
+``_BACKEND_OVERRIDES`` with that cause written next to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy
+
+__all__ = [
+    "EXACT",
+    "FINITE_DIFFERENCE_STEP",
+    "GRADIENT_CHECK",
+    "MAX_LOGIT_SPREAD",
+    "MAX_LOSS_TERMS",
+    "MAX_REDUCTION",
+    "NOT_NUMERIC",
+    "Tolerance",
+    "get_tolerance",
+    "tolerance_ops",
+    "tolerance_table_markdown",
+]
+
+MAX_REDUCTION = 64
+"""The longest matmul inner dimension or batch reduction the factors are derived for."""
+
+MAX_LOSS_TERMS = 1024
+"""The most terms a loss sum may have for the loss factors to hold."""
+
+MAX_LOGIT_SPREAD = 8.0
+"""The largest ``max(z) - min(z)`` of a row that the softmax factors are derived for."""
+
+
+class Tolerance(NamedTuple):
+    """A relative and an absolute tolerance, as ``numpy.testing.assert_allclose`` takes them."""
+
+    rtol: float
+    atol: float
+
+
+EXACT = Tolerance(0.0, 0.0)
+"""For ops that move, copy, compare or count: any difference at all is a bug."""
+
+# Central finite differences in float64: truncation error ~ h**2 * |f'''| / 6 ~ 1e-10 and
+# cancellation error ~ eps64 * |f| / h ~ 2e-11 for the unit-scale losses of the gradient
+# checks, so the step 1e-5 balances the two and 1e-6 relative (1e-8 absolute) leaves a
+# margin of about 100 while still catching a gradient that is off by a single term.
+FINITE_DIFFERENCE_STEP = 1e-5
+GRADIENT_CHECK = Tolerance(rtol=1e-6, atol=1e-8)
+
+# Public methods of Backend that compute no values to compare: they are checked by type,
+# shape or behaviour instead (``empty`` returns uninitialised memory on purpose).
+NOT_NUMERIC = frozenset({"empty", "info", "is_array", "synchronize"})
+
+# op -> (rtol, atol) in units of the dtype's eps. Why each value, in ulps (u = eps / 2):
+_FACTORS: dict[str, tuple[float, float]] = {
+    # Transfers, copies and allocation move bits; argmax, counts and the finiteness test
+    # compare values that reach the backend unchanged (test data keeps away from ties and
+    # from the thresholds of count_correct/count_within).
+    "asarray": (0, 0),
+    "to_numpy": (0, 0),
+    "to_float": (0, 0),
+    "zeros": (0, 0),
+    "zeros_like": (0, 0),
+    "copy": (0, 0),
+    "copy_into_inplace": (0, 0),
+    "argmax": (0, 0),
+    "all_finite": (0, 0),
+    "count_correct": (0, 0),
+    "count_within": (0, 0),
+    # A product with a Python-float scale: the scale rounds to D once, the product once.
+    "scale_inplace": (2, 0),
+    # x * (mask * scale): the same two roundings.
+    "dropout_forward": (2, 0),
+    "dropout_backward": (2, 0),
+    # Dot products of up to 64 unit-scale terms: measured <= 8 eps (BLAS and naive loops),
+    # the probabilistic bound ~ sqrt(64) * u * 4 = 16 eps; atol 64 eps gives the margin,
+    # rtol 16 eps covers the large entries (where the error is relative to |result|).
+    "matmul": (16, 64),
+    # Whole-array sums of up to 1024 terms uniform in [-1, 1] (sigma = 0.58): partial sums
+    # grow like sqrt(i) * sigma, so a naive float32 loop errs by ~ u * sigma * N / sqrt(2)
+    # = 210 eps (one standard deviation) for N = 1024, whatever the result; 4 sigma is
+    # ~850 eps, hence atol 1024 eps (pairwise/tree sums, as NumPy's and CUDA's, err far
+    # less). The mean divides that error by N >= 256 (whole array) or sums <= 64 terms per
+    # row/column: atol 4 eps. rtol 16 eps for results far from 0. squared_norm sums
+    # positive terms: relative error ~ u * sqrt(N / 3) = 9 eps for N = 1024, rtol 64 eps.
+    "sum": (16, 1024),
+    "mean": (16, 4),
+    "squared_norm": (64, 0),
+    # linear/relu/leaky_relu: 0 or 1 rounding; sigmoid: exp (<= 1 ulp) + add + divide
+    # ~ 3 eps; tanh: libm/CUDA tanh <= 2 ulps; softmax dominates (see "softmax").
+    # atol 1 eps only spares outputs that underflow towards 0 at unit scale.
+    "activation_forward": (16, 1),
+    # softmax: the shift z - max(z) rounds by u * spread (<= 4 eps for a spread of 8), which
+    # exp turns into relative error, plus exp (1 ulp), a positive sum of k <= 16 terms
+    # (k * u = 8 eps worst case) and a division: <= 14 eps relative.
+    "softmax": (16, 1),
+    # Backward from the output y: sigmoid dy*y*(1-y) has 1 - y exact (Sterbenz) for
+    # y >= 1/2, ~2 eps relative; tanh dy*(1-y*y) cancels when |y| -> 1, absolute error
+    # <= |dy| * u ~ 1 eps; softmax y*(dy - sum(dy*y)) cancels in the difference, absolute
+    # error <= k * u * sum|dy*y| + u*|dy| ~ 16 eps worst case for |dy| <= 2, k <= 16.
+    "activation_backward": (8, 16),
+    # matmul error (<= 64 eps absolute) plus the bias add (1/2 ulp) goes through the
+    # activation with slope <= 1, except softmax, which turns an absolute error d of its
+    # input into a relative error up to 2d on its output: 2 * 16 + 16 ~ 48 eps, rtol 64 eps.
+    "dense_forward": (64, 64),
+    # dZ from activation_backward (8, 16 above); dW = X.T @ dZ and db = sum(dZ) reduce over
+    # up to 64 rows of unit-scale dZ: measured <= 26 eps for 64 rows, <= 15 eps for 32;
+    # dX = dZ @ W.T reduces over k_out. atol 64 eps, rtol 16 eps as for matmul.
+    "dense_backward": (16, 64),
+    # Loss value: a mean of up to 1024 positive terms (cross-entropies, squares, absolute
+    # values); a naive float32 accumulation errs by ~ u * sqrt(N / 3) relative (9 eps for
+    # N = 1024) with a 5-sigma tail near 45 eps; log/exp add ~1 ulp per term: rtol 64 eps.
+    # Gradient: element-wise; softmax_crossentropy's (p - y) / n cancels when p -> 1, with
+    # absolute error <= 16 eps (the softmax relative error times p <= 1) divided by n >= 1;
+    # the others are 2 to 4 roundings of quotients (rtol covers them): atol 16 eps.
+    "softmax_crossentropy": (64, 16),
+    "categorical_crossentropy": (64, 16),
+    "binary_crossentropy": (64, 16),
+    "mean_squared_error": (64, 16),
+    "mean_absolute_error": (64, 16),
+    # l1 * sum|p| + l2 * sum(p*p): positive sums of <= 1024 terms, as the losses.
+    "regularization_loss": (64, 1),
+    # A few (<= 8) steps on parameters of magnitude <= 2; each step rounds the parameter
+    # (1/2 ulp of 2 = 1 eps absolute), the state update (1 to 2 ulps: b * s + (1 - b) * g*g)
+    # and the step, a quotient with a square root (~3 ulps of a step lr * O(1) << |param|).
+    # Over 8 steps that is ~ 8 * (1/2 + 2) ulps = 10 eps relative for states and
+    # parameters, and ~ 8 eps absolute for a parameter or momentum that has moved towards
+    # 0 (where the rounding of its larger past values remains): rtol 16 eps, atol 16 eps.
+    "sgd_update_inplace": (16, 16),
+    "adagrad_update_inplace": (16, 16),
+    "rmsprop_update_inplace": (16, 16),
+    "adam_update_inplace": (16, 16),
+}
+
+# (backend name, op, dtype name) -> Tolerance, for a backend whose numerics differ for a
+# cause that cannot be removed. Each entry must say that cause next to it. Empty: every
+# backend meets the default table.
+_BACKEND_OVERRIDES: dict[tuple[str, str, str], Tolerance] = {}
+
+_DTYPES = ("float32", "float64")
+
+
+def _dtype_name(dtype: Any) -> str:
+    """Return ``"float32"`` or ``"float64"`` for anything ``numpy.dtype`` understands."""
+    try:
+        name = numpy.dtype(dtype).name
+    except TypeError as exc:
+        raise TypeError(f"not a dtype: {dtype!r}") from exc
+    if name not in _DTYPES:
+        raise ValueError(f"parity tolerances exist for {' and '.join(_DTYPES)}, not {name}")
+    return name
+
+
+def tolerance_ops() -> list[str]:
+    """Names of every op the table covers, in table order."""
+    return list(_FACTORS)
+
+
+def get_tolerance(op: str, dtype: Any, backend_name: str | None = None) -> Tolerance:
+    """Return the tolerance for comparing ``op`` on ``dtype`` inputs with the float64 reference.
+
+    Parameters
+    ----------
+    op : str
+        The name of a :class:`~nnback.backends.base.Backend` method, e.g. ``"dense_forward"``.
+    dtype : dtype-like
+        The dtype of the backend's inputs: float32 or float64.
+    backend_name : str, optional
+        The backend under test; a per-backend override wins over the default when present.
+
+    Returns
+    -------
+    Tolerance
+        ``(rtol, atol)`` for ``numpy.testing.assert_allclose``.
+
+    Raises
+    ------
+    KeyError
+        If the table has no entry for ``op`` (a new op needs its tolerance derived here).
+    ValueError
+        If ``dtype`` is not float32 or float64.
+    """
+    name = _dtype_name(dtype)
+    if op not in _FACTORS:
+        raise KeyError(
+            f"no parity tolerance for op {op!r}; add it to nnback/tolerances.py "
+            f"(known: {', '.join(_FACTORS)})"
+        )
+    if backend_name is not None:
+        override = _BACKEND_OVERRIDES.get((backend_name, op, name))
+        if override is not None:
+            return override
+    eps = float(numpy.finfo(name).eps)
+    r, a = _FACTORS[op]
+    return Tolerance(rtol=r * eps, atol=a * eps)
+
+
+def tolerance_table_markdown() -> str:
+    """Return the tolerance table as Markdown, for the documentation.
+
+    One row per op with ``rtol``/``atol`` for float32 and float64 and the condition factors
+    in units of eps, then one row per per-backend override (if any).
+    """
+    lines = [
+        "| op | float32 rtol | float32 atol | float64 rtol | float64 atol | factors (eps) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for op, (r, a) in _FACTORS.items():
+        t32 = get_tolerance(op, "float32")
+        t64 = get_tolerance(op, "float64")
+        cells = [f"{value:.1e}" if value else "0" for value in (*t32, *t64)]
+        factors = "exact" if (r, a) == (0, 0) else f"{r:g}, {a:g}"
+        lines.append(f"| `{op}` | {' | '.join(cells)} | {factors} |")
+    if _BACKEND_OVERRIDES:
+        lines += ["", "| backend | op | dtype | rtol | atol |", "|---|---|---|---|---|"]
+        for (backend, op, dtype), tol in sorted(_BACKEND_OVERRIDES.items()):
+            lines.append(f"| {backend} | `{op}` | {dtype} | {tol.rtol:.1e} | {tol.atol:.1e} |")
+    lines += [
+        "",
+        f"Finite-difference gradient checks (float64, central, step "
+        f"{FINITE_DIFFERENCE_STEP:g}): rtol {GRADIENT_CHECK.rtol:g}, "
+        f"atol {GRADIENT_CHECK.atol:g}.",
+    ]
+    return "\n".join(lines)
