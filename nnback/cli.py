@@ -135,12 +135,18 @@ def command_train(args: argparse.Namespace) -> int:
     from .backends import get_backend
 
     backend = get_backend(args.backend)
+    hidden = _hidden_sizes(args.hidden)
+    for option in ("epochs", "batch_size"):
+        value = getattr(args, option)
+        if value < 1:
+            flag = "--" + option.replace("_", "-")
+            raise NNBackError(f"{flag}: expected a positive integer, got {value}")
     X, y, X_test, y_test, _ = _load_dataset(args.dataset, args.data_dir, args.seed)
     n_classes = int(max(y.max(), y_test.max())) + 1
     model = build_classifier(
         X.shape[1],
         n_classes,
-        _hidden_sizes(args.hidden),
+        hidden,
         args.activation,
         args.optimizer,
         args.lr,

@@ -48,12 +48,12 @@ class Loss:
         """Sum of the L1/L2 penalties of a layer or a list of layers (0.0 if none)."""
         if not isinstance(layers, list | tuple):
             layers = [layers]
-        total: Any = 0.0
+        total: Any = None
         for layer in layers:
             term = layer.regularization_loss()
             if term is not None:
-                total = term if isinstance(total, float) else total + term
-        return total
+                total = term if total is None else total + term
+        return 0.0 if total is None else total
 
     def check_output(self, n_outputs: int, activation: str | None) -> None:
         """Raise if this loss does not fit a model whose last layer has ``n_outputs``."""

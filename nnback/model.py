@@ -217,7 +217,7 @@ class Sequential:
     def regularization_loss(self) -> float:
         """The L1/L2 penalty of every layer, as a float."""
         total = Loss.regularization_loss(self.layers)
-        return total if isinstance(total, float) else self.backend.to_float(total)
+        return total if type(total) is float else self.backend.to_float(total)
 
     # ------------------------------------------------------------------------------------
     # Training, evaluation, prediction (the loops themselves live in nnback.training)

@@ -79,7 +79,8 @@ class Optimizer:
         self.post_update_params()
 
     def get_config(self) -> dict[str, Any]:
-        config = {k: v for k, v in vars(self).items() if k not in ("current_learning_rate",)}
+        hidden = ("current_learning_rate", "slots")
+        config = {k: v for k, v in vars(self).items() if k not in hidden}
         return {"class": type(self).__name__, **config}
 
     def __repr__(self) -> str:
@@ -206,7 +207,11 @@ def get_optimizer(spec: str | Optimizer | dict[str, Any], **kwargs: Any) -> Opti
         config.pop("slots", None)
         optimizer = get_optimizer(cls_name, **config)
         optimizer.iterations = iterations
-        optimizer.pre_update_params()
+        if iterations:
+            # The rate of the last step taken, as the optimizer showed before it was saved.
+            optimizer.iterations -= 1
+            optimizer.pre_update_params()
+            optimizer.iterations += 1
         return optimizer
     if isinstance(spec, str) and spec.lower() in _BY_NAME:
         return _BY_NAME[spec.lower()](**kwargs)

@@ -116,6 +116,8 @@ def load_model(path: str | os.PathLike[str], backend: str | Backend | None = Non
 
     path = os.fspath(path)
     header, arrays = _read(path)
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: malformed nnback header (expected a JSON object)")
     if header.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not an nnback model file (format {header.get('format')!r})")
     version = header.get("version")
@@ -126,9 +128,15 @@ def load_model(path: str | os.PathLike[str], backend: str | Backend | None = Non
         )
     if _checksum(arrays) != header.get("checksum"):
         raise ModelFileError(f"{path}: checksum mismatch, the file is corrupted")
-    model = Sequential.from_config(header["config"])
-    model.build(get_backend(backend))
-    model.rng.bit_generator.state = header["rng_state"]
+    chosen = get_backend(backend)  # an unknown backend keeps its own error type
+    try:
+        model = Sequential.from_config(header["config"])
+        model.build(chosen)
+        model.rng.bit_generator.state = header["rng_state"]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(
+            f"{path}: the header does not describe a valid model ({type(exc).__name__}: {exc})"
+        ) from None
     target = model.backend
     for index, layer in enumerate(model.layers):
         for name, value, _, _, _ in layer.parameters():

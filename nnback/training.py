@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = ["evaluate", "fit", "prepare_targets"]
 
+# Evaluation runs in batches of this many samples, to bound the memory it needs.
+_EVALUATION_BATCH = 8192
+
 
 def prepare_targets(model: Sequential, y: Any, n_samples: int) -> numpy.ndarray:
     """Check targets against the model's loss and output; return them as a host array.
@@ -141,6 +144,15 @@ def fit(
         X, y, X_val, y_val = _split(X, y, validation_split)
         validation_data = (X_val, y_val)
     model.metric.prepare(y)
+    validation = None
+    if validation_data is not None:
+        # Checked before any training and moved to the backend once, not once per epoch.
+        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+            raise InputError("validation_data: expected a pair (X_val, y_val)")
+        X_val = check_X("X_val", validation_data[0], model.dtype, backend)
+        check_features("X_val", X_val.shape[1], model.n_features)
+        y_val = prepare_targets(model, validation_data[1], X_val.shape[0])
+        validation = (backend.asarray(X_val), backend.asarray(y_val))
 
     n = X.shape[0]
     X_device, y_device = backend.asarray(X), backend.asarray(y)
@@ -205,8 +217,8 @@ def fit(
                 "samples_per_second": n / seconds if seconds > 0 else math.inf,
                 "seconds": seconds,
             }
-            if validation_data is not None:
-                scores = evaluate(model, *validation_data)
+            if validation is not None:
+                scores = _score(model, *validation, _EVALUATION_BATCH)
                 logs["val_loss"] = scores["loss"]
                 logs["val_accuracy"] = scores["accuracy"]
             history.append(epoch, logs)
@@ -245,11 +257,17 @@ def evaluate(model: Sequential, X: Any, y: Any, batch_size: int | None = None) -
     X = check_X("X", X, model.dtype, backend)
     check_features("X", X.shape[1], model.n_features)
     y = prepare_targets(model, y, X.shape[0])
+    size = check_positive_int("batch_size", batch_size) if batch_size else _EVALUATION_BATCH
+    if getattr(model.metric, "precision", 0) is None:
+        model.metric.prepare(y)
+    return _score(model, X, y, size)
+
+
+def _score(model: Sequential, X: Any, y: Any, size: int) -> dict[str, float]:
+    """Loss and metric of checked data (host or backend arrays), in batches of ``size``."""
+    backend = model.backend
     n = X.shape[0]
-    size = check_positive_int("batch_size", batch_size) if batch_size else 8192
     metric = model.metric
-    if getattr(metric, "precision", 0) is None:
-        metric.prepare(y)
     metric.reset()
     total: Any = 0.0
     for start in range(0, n, size):
