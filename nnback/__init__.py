@@ -23,6 +23,7 @@ from .errors import (
     TrainingError,
     UnknownBackendError,
 )
+from .estimators import MLPClassifier, MLPRegressor
 from .initializers import Constant, Gaussian, GlorotUniform, He, Xavier, Zeros
 from .layer_base import Layer
 from .layers import Dense, Dropout
@@ -63,6 +64,8 @@ __all__ = [
     "LambdaCallback",
     "Layer",
     "LeakyReLU",
+    "MLPClassifier",
+    "MLPRegressor",
     "Linear",
     "Loss",
     "MeanAbsoluteError",

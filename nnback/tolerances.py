@@ -161,6 +161,8 @@ _FACTORS: dict[str, tuple[float, float]] = {
     "mean_absolute_error": (64, 16),
     # l1 * sum|p| + l2 * sum(p*p): positive sums of <= 1024 terms, as the losses.
     "regularization_loss": (64, 1),
+    # g + l1 * sign(w) + 2 * l2 * w: two roundings of terms of the size of the result.
+    "regularization_gradient": (2, 2),
     # A few (<= 8) steps on parameters of magnitude <= 2; each step rounds the parameter
     # (1/2 ulp of 2 = 1 eps absolute), the state update (1 to 2 ulps: b * s + (1 - b) * g*g)
     # and the step, a quotient with a square root (~3 ulps of a step lr * O(1) << |param|).

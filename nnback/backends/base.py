@@ -454,7 +454,7 @@ class Backend:
         bool, and must not promote a float32 computation to float64."""
         return x if x.dtype == dtype else x.astype(dtype)
 
-    def _regularized(self, param: Array, grad: Array, l1: float, l2: float) -> Array:
+    def regularization_gradient(self, param: Array, grad: Array, l1: float, l2: float) -> Array:
         """``grad + l1 * sign(param) + 2 * l2 * param`` (a new array only when needed)."""
         if l1 > 0:
             grad = grad + l1 * self.xp.sign(param)
@@ -490,7 +490,7 @@ class Backend:
         """
         if momentum != 0 and velocity is None:
             raise InputError("sgd_update_inplace: momentum > 0 needs a velocity array")
-        g = self._regularized(param, grad, l1, l2)
+        g = self.regularization_gradient(param, grad, l1, l2)
         if momentum == 0:
             param -= learning_rate * g
             return
@@ -510,7 +510,7 @@ class Backend:
         l2: float = 0.0,
     ) -> None:
         """AdaGrad: ``cache += g**2``; ``param -= learning_rate * g / (sqrt(cache) + epsilon)``."""
-        g = self._regularized(param, grad, l1, l2)
+        g = self.regularization_gradient(param, grad, l1, l2)
         cache += g * g
         self._flush_subnormal_inplace(cache)
         param -= learning_rate * g / (self.xp.sqrt(cache) + epsilon)
@@ -527,7 +527,7 @@ class Backend:
         l2: float = 0.0,
     ) -> None:
         """RMSprop: ``cache = rho * cache + (1 - rho) * g**2``, then an AdaGrad-style step."""
-        g = self._regularized(param, grad, l1, l2)
+        g = self.regularization_gradient(param, grad, l1, l2)
         cache *= rho
         cache += (1 - rho) * (g * g)
         self._flush_subnormal_inplace(cache)
@@ -554,7 +554,7 @@ class Backend:
         """
         if step < 1:
             raise InputError(f"adam step counts from 1, got {step}")
-        g = self._regularized(param, grad, l1, l2)
+        g = self.regularization_gradient(param, grad, l1, l2)
         m *= beta_1
         m += (1 - beta_1) * g
         v *= beta_2

@@ -110,7 +110,7 @@ def test_regularization_gradient_folded_by_optimizers(
     # derivative of regularization_loss, or training minimises another objective.
     param = random_array(rng, (N, K_IN), -2, 2, min_abs=0.1)
     numeric = numerical_gradient(lambda p: reference.regularization_loss(p, l1, l2), param)
-    folded = reference._regularized(param, numpy.zeros_like(param), l1, l2)
+    folded = reference.regularization_gradient(param, numpy.zeros_like(param), l1, l2)
     assert_gradient_close(folded, numeric, f"regularization l1={l1} l2={l2}")
     # And a plain SGD step with (l1, l2) equals one on the gradient plus that derivative.
     grad = random_array(rng, (N, K_IN))

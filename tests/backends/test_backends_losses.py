@@ -177,3 +177,21 @@ def test_regularization_loss(
     assert to_host(backend, got).shape == ()
     assert_close("regularization_loss", backend, got, reference.regularization_loss(w64, l1, l2))
     assert to_host(backend, got).dtype == dtype
+
+
+@pytest.mark.parametrize("l1, l2", [(0.0, 0.0), (1e-2, 0.0), (0.0, 1e-2), (1e-3, 5e-3)])
+def test_regularization_gradient(
+    backend: Backend,
+    reference: Backend,
+    rng: numpy.random.Generator,
+    dtype: numpy.dtype,
+    layout: str,
+    l1: float,
+    l2: float,
+) -> None:
+    w, w64 = make_input(backend, random_array(rng, (24, 10)), dtype, layout)
+    g, g64 = make_input(backend, random_array(rng, (24, 10)), dtype, layout)
+    got = backend.regularization_gradient(w, g, l1, l2)
+    want = reference.regularization_gradient(w64, g64, l1, l2)
+    assert_close("regularization_gradient", backend, got, want, dtype=dtype)
+    assert_unchanged(backend, g, g64, "grad")
