@@ -58,7 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument(
         "--max-time", type=float, default=0.3, help="seconds of timing per short benchmark"
     )
-    what.add_argument("--rounds", type=int, default=2, help="timed epochs per training benchmark")
+    what.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="timed epochs per training benchmark (one only when an epoch takes over 4 s)",
+    )
     what.add_argument("--list", action="store_true", help="list the benchmarks, run nothing")
     output = parser.add_argument_group("output")
     output.add_argument("--json", metavar="PATH", help="save the results as pytest-benchmark JSON")
