@@ -265,3 +265,24 @@ def tolerance_table_markdown() -> str:
         f"atol {GRADIENT_CHECK.atol:g}.",
     ]
     return "\n".join(lines)
+
+
+_PAGE_HEAD = """# Parity tolerances
+
+Every op of every backend is tested against the NumPy reference computed in float64, for
+float32 and float64 inputs, contiguous and not. A result passes when
+`|got - want| <= atol + rtol * |want|` with the values below, which are multiples
+("factors") of the dtype's machine epsilon derived in `nnback/tolerances.py` from the
+size of the reductions the tests use. They are the same for every backend and are never
+loosened to make a test pass. This page is generated from that table
+(`python -m nnback.tolerances > docs/tolerances.md`) and a test checks it is current.
+"""
+
+
+def tolerance_page_markdown() -> str:
+    """The whole ``docs/tolerances.md`` page: an explanation, then the table."""
+    return _PAGE_HEAD + "\n" + tolerance_table_markdown() + "\n"
+
+
+if __name__ == "__main__":
+    print(tolerance_page_markdown(), end="")
