@@ -23,6 +23,7 @@ from nnback.testing import (
     selected_backends,
     unselected_backends,
 )
+from nnback.testing.fake_cupy import fake_cupy_backend_param
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -55,7 +56,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-@pytest.fixture(params=backend_params())
+@pytest.fixture(params=[*backend_params(), fake_cupy_backend_param()])
 def backend(request: pytest.FixtureRequest) -> Backend:
     """The backend under test (a fresh StrictBackend each time, so its counters start at 0)."""
     candidate: BackendCandidate = request.param

@@ -1,0 +1,201 @@
+"""How each fused CUDA kernel is launched: grids, blocks, workspaces and exact argument types.
+
+:class:`KernelRunner` belongs to :class:`nnback.backends.cupy_backend.CupyBackend`, which
+decides *whether* an op can use a kernel (and otherwise falls back to the reference);
+this module says *how*, next to the sources whose signatures it must follow. Arguments are
+passed as NumPy scalars of the kernel's parameter types (``numpy.int64`` for ``long long``,
+``numpy.int32`` for ``int``, ``numpy.float64`` for ``double``) because the GPU reads their
+bytes as they are; the fake device of the tests refuses anything else.
+
+Every reduction is done by one block per row, per column tile and row chunk, or per chunk
+of elements, in an order fixed by constants here, then summed again by one block: results
+never depend on the grid, which is capped at 8 blocks per multiprocessor (grid-stride loops
+do the rest). Workspaces come from CuPy's memory pool, which hands the same blocks back on
+the next step, so a training loop allocates no new device memory after its first step.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy
+
+from . import COMPILE_OPTIONS, MAX_BLOCK, load_source
+
+__all__ = ["ACTIVATION_CODES", "NULL", "KernelRunner", "row_block"]
+
+# Activation codes of the kernels: NNB_ACT_* in common.cuh (a test checks they agree).
+ACTIVATION_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
+
+BLOCK = 256  # threads per block of the element-wise kernels
+COLUMN_BLOCK = (32, 8)  # bias gradient: 32 columns (coalesced reads) x 8 row lanes
+ROWS_PER_CHUNK = 256  # rows one block sums for the bias gradient (fixes the order)
+LOSS_CHUNK = 2048  # elements per block of the element-wise losses (fixes the order)
+BLOCKS_PER_SM = 8
+_MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y
+
+# A null pointer argument. CuPy passes None as 0xffffffff, not as NULL (cupy/cupy#9046,
+# open), so every optional pointer the kernels test against null is sent as an 8-byte zero.
+NULL = numpy.uint64(0)
+
+SUFFIX = {numpy.dtype(numpy.float32): "f32", numpy.dtype(numpy.float64): "f64"}
+LABEL_SUFFIX = {numpy.dtype(numpy.int32): "i32", numpy.dtype(numpy.int64): "i64"}
+_I32, _I64, _F64 = numpy.int32, numpy.int64, numpy.float64
+
+
+def row_block(k: int) -> int:
+    """Threads per block of a row kernel: a power of two from 32 to MAX_BLOCK, about k."""
+    threads = 32
+    while threads < k and threads < MAX_BLOCK:
+        threads *= 2
+    return threads
+
+
+class KernelRunner:
+    """Compiles the kernel modules on first use (``xp.RawModule``) and launches them.
+
+    Parameters
+    ----------
+    xp : module
+        ``cupy``, or the fake of :mod:`nnback.testing.fake_cupy`.
+    """
+
+    def __init__(self, xp: Any) -> None:
+        self.xp = xp
+        self._lock = threading.Lock()
+        self._modules: dict[str, Any] = {}
+        self._functions: dict[str, Any] = {}
+        self._max_blocks: int | None = None
+
+    def launch(
+        self, module: str, kernel: str, grid: tuple[int, ...], block: tuple[int, ...], *args: Any
+    ) -> None:
+        """Launch ``kernel`` of ``module``.cu on the current stream (no synchronisation).
+
+        ``None`` arguments are null pointers, sent as :data:`NULL`.
+        """
+        function = self._functions.get(kernel)
+        if function is None:
+            with self._lock:
+                raw = self._modules.get(module)
+                if raw is None:
+                    raw = self.xp.RawModule(code=load_source(module), options=COMPILE_OPTIONS)
+                    self._modules[module] = raw
+                function = self._functions[kernel] = raw.get_function(kernel)
+        function(grid, block, tuple(NULL if arg is None else arg for arg in args))
+
+    def grid(self, work: int, per_block: int = BLOCK) -> tuple[int]:
+        """A 1-D grid for ``work`` items of ``per_block`` per block, capped per device."""
+        if self._max_blocks is None:
+            sms = int(self.xp.cuda.Device().attributes["MultiProcessorCount"])
+            self._max_blocks = BLOCKS_PER_SM * max(1, sms)
+        return (max(1, min(-(-work // per_block), self._max_blocks)),)
+
+    # ---- activations and the dense layer's epilogues --------------------------------------
+    def bias_activation(self, z: Any, b: Any | None, y: Any, activation: str, alpha: float) -> None:
+        """``y = activation(z + b)`` for (n, k) arrays; b may be None, y may be z."""
+        n, k = z.shape
+        s = SUFFIX[z.dtype]
+        if activation == "softmax":
+            args = (z, b, y, _I64(n), _I64(k))
+            kernel = f"bias_softmax_forward_{s}"
+            self.launch("losses", kernel, self.grid(n, 1), (row_block(k),), *args)
+            return
+        args = (z, b, y, _I64(n), _I64(k), _I32(ACTIVATION_CODES[activation]), _F64(alpha))
+        self.launch("dense", f"bias_act_forward_{s}", self.grid(n * k), (BLOCK,), *args)
+
+    def activation_grad(self, dy: Any, y: Any, dz: Any, activation: str, alpha: float) -> None:
+        """``dz = activation_backward(dy, y)`` for (n, k) arrays; dz may be dy."""
+        n, k = dy.shape
+        s = SUFFIX[dy.dtype]
+        if activation == "softmax":
+            args = (dy, y, dz, _I64(n), _I64(k))
+            kernel = f"softmax_backward_{s}"
+            self.launch("losses", kernel, self.grid(n, 1), (row_block(k),), *args)
+            return
+        args = (dy, y, dz, _I64(n * k), _I32(ACTIVATION_CODES[activation]), _F64(alpha))
+        self.launch("dense", f"act_backward_{s}", self.grid(n * k), (BLOCK,), *args)
+
+    def bias_grad(
+        self, dy: Any, y: Any | None, dz: Any | None, db: Any, activation: str, alpha: float
+    ) -> None:
+        """``dz = activation_backward(dy, y)`` (unless dz is None) and ``db = sum(dz, 0)``.
+
+        y None means linear (dz is dy itself); db is a contiguous (k,) or (1, k) array.
+        """
+        n, k = dy.shape
+        s = SUFFIX[dy.dtype]
+        chunks = -(-n // ROWS_PER_CHUNK)
+        # One chunk: the partial sums are db itself and the second stage is skipped.
+        partial = db if chunks == 1 else self.xp.empty((chunks, k), dtype=dy.dtype)
+        tiles = -(-k // COLUMN_BLOCK[0])
+        grid = (min(tiles, self.grid(k, COLUMN_BLOCK[0])[0]), min(chunks, _MAX_GRID_Y))
+        code = _I32(ACTIVATION_CODES.get(activation, 0))
+        args = (dy, y, dz, partial, _I64(n), _I64(k), _I64(ROWS_PER_CHUNK), code, _F64(alpha))
+        self.launch("dense", f"act_backward_bias_grad_{s}", grid, COLUMN_BLOCK, *args)
+        if chunks > 1:
+            args = (partial, db, _I64(chunks), _I64(k))
+            self.launch("dense", f"column_sum_{s}", self.grid(k), (BLOCK,), *args)
+
+    # ---- losses -----------------------------------------------------------------------------
+    def _finalize(self, values: Any, divisor: int, negate: bool) -> Any:
+        """The 0-d loss: ``(-1 if negate) * sum(values) / divisor``, summed by one block."""
+        loss = self.xp.empty((), dtype=values.dtype)
+        args = (values, _I64(values.size), loss, _F64(divisor), _I32(int(negate)))
+        # One block, of about as many threads as values (up to MAX_BLOCK): the order then
+        # depends on the number of values only.
+        block = (row_block(values.size),)
+        self.launch("losses", f"finalize_mean_{SUFFIX[values.dtype]}", (1,), block, *args)
+        return loss
+
+    def softmax_crossentropy(self, logits: Any, y_true: Any, grad: Any | None) -> Any:
+        """The loss (0-d), writing ``(softmax - onehot) / n`` into grad unless None.
+
+        ``y_true`` is int32/int64 labels (n,) or one-hot rows of logits' dtype (n, k).
+        """
+        n, k = logits.shape
+        s = SUFFIX[logits.dtype]
+        labels = y_true.ndim == 1
+        kernel = f"softmax_xent_onehot_{s}"
+        if labels:
+            kernel = f"softmax_xent_labels_{s}_{LABEL_SUFFIX[y_true.dtype]}"
+        rows = self.xp.empty((n,), dtype=logits.dtype)
+        args = (logits, y_true, grad, rows, _I64(n), _I64(k))
+        self.launch("losses", kernel, self.grid(n, 1), (row_block(k),), *args)
+        return self._finalize(rows, n, negate=not labels)
+
+    def elementwise_loss(
+        self,
+        kernel: str,
+        y_pred: Any,
+        y_true: Any,
+        grad: Any | None,
+        *constants: float,
+        negate: bool = False,
+    ) -> Any:
+        """``bce``/``mse``/``mae_loss_grad``: the 0-d loss, the gradient into grad if given."""
+        size = y_pred.size
+        chunks = -(-size // LOSS_CHUNK)
+        partial = self.xp.empty((chunks,), dtype=y_pred.dtype)
+        scalars = (_I64(size), _I64(LOSS_CHUNK), *(_F64(c) for c in constants))
+        kernel = f"{kernel}_{SUFFIX[y_pred.dtype]}"
+        args = (y_pred, y_true, grad, partial, *scalars)
+        self.launch("losses", kernel, self.grid(chunks, 1), (BLOCK,), *args)
+        return self._finalize(partial, size, negate)
+
+    # ---- dropout and optimizer steps ----------------------------------------------------------
+    def dropout(self, x: Any, keep_mask: Any, scale: float) -> Any:
+        """``x * keep_mask * scale`` into a new array; the mask is bool or of x's dtype."""
+        out = self.xp.empty_like(x)
+        kernel = f"dropout_apply_{SUFFIX[x.dtype]}" + ("_b8" if keep_mask.dtype == bool else "")
+        args = (x, keep_mask, out, _I64(x.size), _F64(scale))
+        self.launch("dropout", kernel, self.grid(x.size), (BLOCK,), *args)
+        return out
+
+    def step(self, kernel: str, arrays: tuple[Any, ...], *constants: float) -> None:
+        """One optimizer step ``<kernel>_step`` over same-shape arrays, in place."""
+        size = arrays[0].size
+        kernel = f"{kernel}_{SUFFIX[arrays[0].dtype]}"
+        args = (*arrays, _I64(size), *(_F64(c) for c in constants))
+        self.launch("optimizers", kernel, self.grid(size), (BLOCK,), *args)

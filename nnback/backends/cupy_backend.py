@@ -1,0 +1,452 @@
+"""The CuPy backend: cuBLAS GEMMs (``cupy.matmul``) with the fused CUDA kernels of
+``nnback.kernels.cuda`` as epilogues, losses, dropout and optimizer steps.
+
+Every op not overridden here is the base class's reference code running on CuPy arrays.
+Each override checks what its kernel supports (float32/float64 throughout, C-contiguous
+non-empty device arrays, hyper-parameters that NumPy would not promote) and otherwise
+returns ``super().op(...)``; how the kernels are launched is in
+:mod:`nnback.kernels.cuda.launch`.
+
+Nothing here imports CuPy at module import: the array module arrives through ``xp``, which
+is ``cupy`` (imported when the backend is created) or, in the tests, the strict fake of
+:mod:`nnback.testing.fake_cupy`, which runs the same kernel sources on the CPU.
+
+Precision: TF32 is off for float32 GEMMs unless ``NNBACK_ALLOW_TF32=1`` is set before the
+first float32 matmul (it sets ``CUPY_TF32=1``, which CuPy reads at that moment; setting
+``CUPY_TF32=1`` yourself is the same opt-in). The kernels are compiled without fast maths
+and without FMA contraction (``nnback.kernels.cuda.COMPILE_OPTIONS``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy
+
+from ..errors import BackendUnavailableError
+from ..kernels.cuda import COMPILE_OPTIONS
+from ..kernels.cuda.launch import ACTIVATION_CODES, LABEL_SUFFIX, SUFFIX, KernelRunner
+from .base import EPSILON_CLIP, Backend
+
+Array = Any
+
+TF32_ENV = "NNBACK_ALLOW_TF32"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _import_cupy() -> Any:
+    """Import CuPy, or raise BackendUnavailableError with one line saying why not."""
+    if os.environ.get(TF32_ENV, "").strip() == "1":
+        os.environ["CUPY_TF32"] = "1"
+    try:
+        import cupy
+    except ImportError:
+        raise BackendUnavailableError(
+            "cupy is not installed: pip install 'nnback[gpu]' (CUDA 12) or "
+            "'nnback[gpu-cuda13]' (CUDA 13)"
+        ) from None
+    except Exception as exc:  # a broken CUDA installation fails at import in many ways
+        raise BackendUnavailableError(f"cupy cannot be imported: {_one_line(exc)}") from None
+    return cupy
+
+
+def _check_device(xp: Any) -> None:
+    """Raise BackendUnavailableError (one line) unless ``xp`` sees at least one GPU."""
+    try:
+        count = int(xp.cuda.runtime.getDeviceCount())
+    except Exception as exc:  # CUDARuntimeError: no driver, driver too old, no device
+        raise BackendUnavailableError(f"no NVIDIA GPU/driver found: {_one_line(exc)}") from None
+    if count < 1:
+        raise BackendUnavailableError("no NVIDIA GPU/driver found: CUDA reports 0 devices")
+
+
+def _weak(value: Any, dtype: Any) -> bool:
+    """Whether ``array(dtype) op value`` is computed in ``dtype`` by NumPy's rules (NEP 50).
+
+    Python numbers are "weak": rounded to the array's dtype, as the kernels do. A NumPy
+    float64 scalar would promote a float32 array instead, so such calls fall back.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | numpy.number):
+        return False
+    return numpy.result_type(dtype, value) == dtype
+
+
+def _alpha(activation: str, alpha: Any) -> float:
+    """The kernels' alpha argument: leaky_relu's slope, 0 for the others (unused)."""
+    return float(alpha) if activation == "leaky_relu" else 0.0
+
+
+class CupyBackend(Backend):
+    """NVIDIA GPU backend on CuPy, with fused CUDA kernels.
+
+    Parameters
+    ----------
+    xp : module, optional
+        The array module. ``None`` imports ``cupy`` and checks a GPU is present; the tests
+        pass the fake from :func:`nnback.testing.fake_cupy.make_fake_cupy_backend`.
+
+    Raises
+    ------
+    BackendUnavailableError
+        When CuPy is not installed or no GPU/driver is present (one line saying which).
+    """
+
+    name = "cupy"
+
+    def __init__(self, xp: Any = None) -> None:
+        super().__init__(_import_cupy() if xp is None else xp)
+        _check_device(self.xp)
+        self._kernels = KernelRunner(self.xp)
+
+    # ------------------------------------------------------------------------------------
+    # Transfers, device facts
+    # ------------------------------------------------------------------------------------
+    def to_numpy(self, x: Array) -> numpy.ndarray:
+        """A host copy of ``x`` (``cupy.asnumpy``, i.e. ``x.get()``; a host array passes)."""
+        if isinstance(x, numpy.ndarray):
+            return x
+        return self.xp.asnumpy(x)
+
+    def to_float(self, x: Array) -> float:
+        """The value of a 0-d (or size-1) device array: one explicit device-to-host copy."""
+        return float(self.to_numpy(x).reshape(()))
+
+    def synchronize(self) -> None:
+        """Wait for every kernel queued on the current device."""
+        self.xp.cuda.Device().synchronize()
+
+    def info(self) -> dict[str, str]:
+        xp = self.xp
+        device = xp.cuda.Device()
+        name = xp.cuda.runtime.getDeviceProperties(device.id)["name"]
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        cc = str(device.compute_capability)
+        pool = xp.get_default_memory_pool()
+        tf32 = os.environ.get("CUPY_TF32", "0").strip() == "1"
+        return {
+            **super().info(),
+            "device": f"{device.id}: {name} (compute capability {cc[:-1]}.{cc[-1:]})",
+            "memory pool": f"{pool.used_bytes()} bytes used, {pool.total_bytes()} held",
+            "tf32": "on (CUPY_TF32=1)" if tf32 else f"off (set {TF32_ENV}=1 to allow)",
+            "kernels": f"NVRTC {' '.join(COMPILE_OPTIONS)}, compiled on first use",
+        }
+
+    # ------------------------------------------------------------------------------------
+    # What the kernels accept
+    # ------------------------------------------------------------------------------------
+    def _fits(self, *arrays: Any) -> bool:
+        """All are non-empty C-contiguous device arrays of one dtype, float32 or float64."""
+        first = arrays[0]
+        if not self.is_array(first) or first.size == 0 or first.dtype not in SUFFIX:
+            return False
+        return all(
+            self.is_array(a) and a.dtype == first.dtype and a.flags.c_contiguous for a in arrays
+        )
+
+    def _activation_ok(self, activation: Any, alpha: Any, dtype: Any) -> bool:
+        if activation == "leaky_relu":
+            return _weak(alpha, dtype)
+        return activation in ACTIVATION_CODES or activation == "softmax"
+
+    def _cast(self, y: Array, dtype: Any) -> Array:
+        """``y`` in ``dtype``, as the reference's ``_as_dtype`` does (targets, masks)."""
+        return y if y.dtype == dtype else y.astype(dtype)
+
+    # ------------------------------------------------------------------------------------
+    # Activations and the dense layer: cuBLAS GEMM + fused epilogue
+    # ------------------------------------------------------------------------------------
+    def activation_forward(self, z: Array, activation: str, alpha: float = 0.01) -> Array:
+        if not (self._fits(z) and z.ndim == 2 and self._activation_ok(activation, alpha, z.dtype)):
+            return super().activation_forward(z, activation, alpha)
+        y = self.xp.empty_like(z)
+        self._kernels.bias_activation(z, None, y, activation, _alpha(activation, alpha))
+        return y
+
+    def softmax(self, z: Array) -> Array:
+        if not (self._fits(z) and z.ndim == 2):
+            return super().softmax(z)
+        y = self.xp.empty_like(z)
+        self._kernels.bias_activation(z, None, y, "softmax", 0.0)
+        return y
+
+    def activation_backward(
+        self, dy: Array, y: Array, activation: str, alpha: float = 0.01
+    ) -> Array:
+        if not (
+            self._fits(dy, y)
+            and dy.ndim == 2
+            and dy.shape == y.shape
+            and self._activation_ok(activation, alpha, dy.dtype)
+        ):
+            return super().activation_backward(dy, y, activation, alpha)
+        dz = self.xp.empty_like(dy)
+        self._kernels.activation_grad(dy, y, dz, activation, _alpha(activation, alpha))
+        return dz
+
+    def dense_forward(
+        self,
+        x: Array,
+        w: Array,
+        b: Array,
+        activation: str = "linear",
+        alpha: float = 0.01,
+        out: Array | None = None,
+    ) -> Array:
+        ok = (
+            self._fits(w, b)
+            and w.ndim == 2
+            and self.is_array(x)
+            and x.dtype == w.dtype
+            and x.ndim == 2
+            and x.shape[0] > 0
+            and b.shape in ((w.shape[1],), (1, w.shape[1]))
+            and self._activation_ok(activation, alpha, w.dtype)
+            and (out is None or (self._fits(out, w) and out.shape == (x.shape[0], w.shape[1])))
+        )
+        if not ok:
+            return super().dense_forward(x, w, b, activation, alpha, out)
+        z = self.matmul(x, w, out=out)  # cuBLAS; x may be strided or transposed
+        self._kernels.bias_activation(z, b, z, activation, _alpha(activation, alpha))
+        return z
+
+    def dense_backward(
+        self,
+        dy: Array,
+        x: Array,
+        w: Array,
+        y: Array,
+        activation: str = "linear",
+        alpha: float = 0.01,
+        need_dx: bool = True,
+        overwrite_dy: bool = False,
+        out: tuple[Array | None, Array | None, Array | None] | None = None,
+    ) -> tuple[Array | None, Array, Array]:
+        out_dx, out_dw, out_db = out if out is not None else (None, None, None)
+        ok = (
+            self._fits(dy, y)
+            and dy.ndim == 2
+            and dy.shape == y.shape
+            and self.is_array(x)
+            and self.is_array(w)
+            and x.dtype == w.dtype == dy.dtype
+            and self._activation_ok(activation, alpha, dy.dtype)
+        )
+        if not ok:
+            return super().dense_backward(
+                dy, x, w, y, activation, alpha, need_dx, overwrite_dy, out
+            )
+        k = dy.shape[1]
+        alpha = _alpha(activation, alpha)
+        db = out_db
+        if db is None or not self._fits(db, dy) or db.size != k:
+            db = self.xp.empty((1, k), dtype=dy.dtype)
+        if activation == "linear":
+            dz = dy  # nothing to write: only the column sums of dy
+            self._kernels.bias_grad(dy, None, None, db, "linear", 0.0)
+        elif activation == "softmax":
+            # The softmax backward needs row sums first; then dz's columns are summed.
+            dz = dy if overwrite_dy else self.xp.empty_like(dy)
+            self._kernels.activation_grad(dy, y, dz, "softmax", 0.0)
+            self._kernels.bias_grad(dz, None, None, db, "linear", 0.0)
+        else:
+            dz = dy if overwrite_dy else self.xp.empty_like(dy)
+            self._kernels.bias_grad(dy, y, dz, db, activation, alpha)
+        if out_db is not None and db is not out_db:
+            out_db[...] = db
+            db = out_db
+        dw = self.matmul(x.T, dz, out=out_dw)
+        dx = self.matmul(dz, w.T, out=out_dx) if need_dx else None
+        return dx, dw, db
+
+    # ------------------------------------------------------------------------------------
+    # Losses: per-row or per-chunk partial sums, then one fixed-order sum
+    # ------------------------------------------------------------------------------------
+    def softmax_crossentropy(
+        self, logits: Array, y_true: Array, with_grad: bool = True
+    ) -> tuple[Array, Array | None]:
+        fits = (
+            self._fits(logits)
+            and logits.ndim == 2
+            and self.is_array(y_true)
+            and y_true.shape[:1] == logits.shape[:1]
+        )
+        if fits and y_true.ndim == 2:
+            y_true = self._cast(y_true, logits.dtype)  # one-hot rows, as the reference
+            fits = y_true.shape == logits.shape and self._fits(y_true)
+        else:
+            fits = (
+                fits
+                and y_true.ndim == 1
+                and y_true.flags.c_contiguous
+                and y_true.dtype in LABEL_SUFFIX
+            )
+        if not fits:
+            return super().softmax_crossentropy(logits, y_true, with_grad)
+        grad = self.xp.empty_like(logits) if with_grad else None
+        return self._kernels.softmax_crossentropy(logits, y_true, grad), grad
+
+    def _targets(self, y_pred: Array, y_true: Array) -> Array | None:
+        """``y_true`` in ``y_pred``'s dtype when both suit the element-wise loss kernels."""
+        if not (self._fits(y_pred) and y_pred.ndim == 2 and self.is_array(y_true)):
+            return None
+        y_true = self._cast(y_true, y_pred.dtype)
+        return y_true if y_true.shape == y_pred.shape and self._fits(y_true) else None
+
+    def _loss(
+        self,
+        kernel: str,
+        y_pred: Array,
+        y_true: Array,
+        with_grad: bool,
+        *constants: float,
+        negate: bool = False,
+    ) -> tuple[Array, Array | None]:
+        grad = self.xp.empty_like(y_pred) if with_grad else None
+        loss = self._kernels.elementwise_loss(
+            kernel, y_pred, y_true, grad, *constants, negate=negate
+        )
+        return loss, grad
+
+    def binary_crossentropy(
+        self, y_pred: Array, y_true: Array, with_grad: bool = True
+    ) -> tuple[Array, Array | None]:
+        target = self._targets(y_pred, y_true)
+        if target is None:
+            return super().binary_crossentropy(y_pred, y_true, with_grad)
+        bounds = (EPSILON_CLIP, 1 - EPSILON_CLIP, y_pred.size)
+        return self._loss("bce_loss_grad", y_pred, target, with_grad, *bounds, negate=True)
+
+    def mean_squared_error(
+        self, y_pred: Array, y_true: Array, with_grad: bool = True
+    ) -> tuple[Array, Array | None]:
+        target = self._targets(y_pred, y_true)
+        if target is None:
+            return super().mean_squared_error(y_pred, y_true, with_grad)
+        return self._loss("mse_loss_grad", y_pred, target, with_grad, 2 / y_pred.size)
+
+    def mean_absolute_error(
+        self, y_pred: Array, y_true: Array, with_grad: bool = True
+    ) -> tuple[Array, Array | None]:
+        target = self._targets(y_pred, y_true)
+        if target is None:
+            return super().mean_absolute_error(y_pred, y_true, with_grad)
+        return self._loss("mae_loss_grad", y_pred, target, with_grad, y_pred.size)
+
+    # ------------------------------------------------------------------------------------
+    # Dropout (mask drawn on the host by the caller)
+    # ------------------------------------------------------------------------------------
+    def _dropout(self, x: Array, keep_mask: Array, scale: float) -> Array | None:
+        if not (self._fits(x) and _weak(scale, x.dtype) and self.is_array(keep_mask)):
+            return None
+        if keep_mask.dtype != numpy.bool_:
+            keep_mask = self._cast(keep_mask, x.dtype)  # as the reference does
+        if keep_mask.shape != x.shape or not keep_mask.flags.c_contiguous:
+            return None
+        return self._kernels.dropout(x, keep_mask, scale)
+
+    def dropout_forward(self, x: Array, keep_mask: Array, scale: float) -> Array:
+        out = self._dropout(x, keep_mask, scale)
+        return super().dropout_forward(x, keep_mask, scale) if out is None else out
+
+    def dropout_backward(self, dy: Array, keep_mask: Array, scale: float) -> Array:
+        out = self._dropout(dy, keep_mask, scale)
+        return super().dropout_backward(dy, keep_mask, scale) if out is None else out
+
+    # ------------------------------------------------------------------------------------
+    # Optimizer steps: one launch reads and writes each element once
+    # ------------------------------------------------------------------------------------
+    def _step_ok(self, arrays: tuple[Array, ...], scalars: tuple[Any, ...]) -> bool:
+        return (
+            self._fits(*arrays)
+            and all(a.shape == arrays[0].shape for a in arrays)
+            and all(_weak(value, arrays[0].dtype) for value in scalars)
+        )
+
+    def sgd_update_inplace(
+        self,
+        param: Array,
+        grad: Array,
+        velocity: Array | None,
+        learning_rate: float,
+        momentum: float = 0.0,
+        l1: float = 0.0,
+        l2: float = 0.0,
+    ) -> None:
+        plain = momentum == 0
+        arrays = (param, grad) if plain else (param, grad, velocity)
+        scalars = (learning_rate, momentum, l1, l2)
+        if (not plain and velocity is None) or not self._step_ok(arrays, scalars):
+            return super().sgd_update_inplace(
+                param, grad, velocity, learning_rate, momentum, l1, l2
+            )
+        if plain:
+            self._kernels.step("sgd_step", arrays, learning_rate, l1, 2 * l2)
+        else:
+            constants = (learning_rate, momentum, l1, 2 * l2)
+            self._kernels.step("sgd_momentum_step", arrays, *constants)
+
+    def adagrad_update_inplace(
+        self,
+        param: Array,
+        grad: Array,
+        cache: Array,
+        learning_rate: float,
+        epsilon: float = 1e-7,
+        l1: float = 0.0,
+        l2: float = 0.0,
+    ) -> None:
+        arrays = (param, grad, cache)
+        if not self._step_ok(arrays, (learning_rate, epsilon, l1, l2)):
+            return super().adagrad_update_inplace(
+                param, grad, cache, learning_rate, epsilon, l1, l2
+            )
+        self._kernels.step("adagrad_step", arrays, learning_rate, epsilon, l1, 2 * l2)
+
+    def rmsprop_update_inplace(
+        self,
+        param: Array,
+        grad: Array,
+        cache: Array,
+        learning_rate: float,
+        rho: float = 0.9,
+        epsilon: float = 1e-7,
+        l1: float = 0.0,
+        l2: float = 0.0,
+    ) -> None:
+        arrays = (param, grad, cache)
+        if not self._step_ok(arrays, (learning_rate, rho, epsilon, l1, l2)):
+            return super().rmsprop_update_inplace(
+                param, grad, cache, learning_rate, rho, epsilon, l1, l2
+            )
+        constants = (learning_rate, rho, 1 - rho, epsilon, l1, 2 * l2)
+        self._kernels.step("rmsprop_step", arrays, *constants)
+
+    def adam_update_inplace(
+        self,
+        param: Array,
+        grad: Array,
+        m: Array,
+        v: Array,
+        learning_rate: float,
+        step: int,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        l1: float = 0.0,
+        l2: float = 0.0,
+    ) -> None:
+        arrays = (param, grad, m, v)
+        scalars = (learning_rate, beta_1, beta_2, epsilon, l1, l2)
+        if step < 1 or not self._step_ok(arrays, scalars):  # the reference raises for step < 1
+            return super().adam_update_inplace(
+                param, grad, m, v, learning_rate, step, beta_1, beta_2, epsilon, l1, l2
+            )
+        # 1 - beta and the bias corrections in Python, exactly as the reference computes them.
+        bias = (1 - beta_1**step, 1 - beta_2**step)
+        constants = (learning_rate, beta_1, 1 - beta_1, beta_2, 1 - beta_2, *bias, epsilon)
+        self._kernels.step("adam_step", arrays, *constants, l1, 2 * l2)
