@@ -16,12 +16,18 @@ class History:
 
     Keys: ``loss``, ``accuracy``, ``val_loss`` and ``val_accuracy`` (when validating),
     ``learning_rate`` (at the end of the epoch), ``samples_per_second`` and ``seconds``.
+
+    After a ``KeyboardInterrupt`` during :meth:`~nnback.model.Sequential.fit`, ``interrupted``
+    is True, the record holds every finished epoch, and ``interrupted_at`` is the
+    ``(epoch, step)`` (1-based) of the last optimizer step that finished: the model's
+    weights are the ones after that step.
     """
 
     def __init__(self) -> None:
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
         self.interrupted = False
+        self.interrupted_at: tuple[int, int] | None = None
         self.stopped_early = False
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:

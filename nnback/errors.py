@@ -24,7 +24,15 @@ class BackendUnavailableError(NNBackError, RuntimeError):
 
 
 class TrainingError(NNBackError, RuntimeError):
-    """Training cannot continue (for example the loss became NaN or infinite)."""
+    """Training cannot continue (for example the loss became NaN or infinite).
+
+    ``epoch`` and ``step`` (1-based) say where it happened, when it happened in a step.
+    """
+
+    def __init__(self, message: str, *, epoch: int | None = None, step: int | None = None):
+        super().__init__(message)
+        self.epoch = epoch
+        self.step = step
 
 
 class ModelFileError(NNBackError, ValueError):

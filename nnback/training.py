@@ -4,12 +4,20 @@ Kept apart from the model class so each file has one job. The loops move the dat
 backend once, take minibatches there with a permutation drawn on the host from the model's
 generator (identical on every backend), and read the loss back each step: that one host
 read lets training stop *before* a non-finite loss reaches the weights.
+
+What a failure leaves behind (``docs/reliability.md`` has the details): a non-finite loss
+or gradient norm raises :class:`~nnback.errors.TrainingError` before its step; an update
+that overflows is found by a check of the weights at each epoch's end (one host read) or by
+the next loss, and undone from a copy taken at the epoch's start; Ctrl-C is deferred to the
+end of the step, then ``fit`` returns the finished epochs' history flagged ``interrupted``.
 """
 
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -19,11 +27,13 @@ import numpy
 from .callbacks import Callback, History
 from .errors import InputError, TrainingError
 from .validation import (
+    check_callbacks,
     check_features,
-    check_labels,
     check_positive_float,
     check_positive_int,
     check_rate,
+    check_targets,
+    check_verbose,
     check_X,
 )
 
@@ -41,41 +51,7 @@ def prepare_targets(model: Sequential, y: Any, n_samples: int) -> numpy.ndarray:
 
     Class indices become int64 (n,); everything else the model's dtype, shaped (n, k).
     """
-    y = check_labels("y", y, n_samples, model.backend)
-    if not isinstance(y, numpy.ndarray):
-        y = model.backend.to_numpy(y)
-    k = model.n_outputs
-    if model.loss is not None and model.loss.categorical:
-        if y.ndim == 1:
-            if y.dtype.kind == "f" and not numpy.all(numpy.mod(y, 1) == 0):
-                raise InputError("y: class labels must be whole numbers, got fractions")
-            labels = y.astype(numpy.int64)
-            bad = (labels < 0) | (labels >= k)
-            if bad.any():
-                raise InputError(
-                    f"y: class labels must be in [0, {k}) for a {k}-unit output layer, "
-                    f"got {labels[bad][:5].tolist()}; map labels to 0..{k - 1} first"
-                )
-            return labels
-        if y.ndim != 2 or y.shape[1] != k:
-            raise InputError(
-                f"y: expected class indices (n,) or one-hot rows (n, {k}), "
-                f"got shape {tuple(y.shape)}"
-            )
-        if not numpy.allclose(y.sum(axis=1), 1.0, atol=1e-3):
-            raise InputError("y: one-hot rows must sum to 1; use class indices or one_hot()")
-        return numpy.ascontiguousarray(y, dtype=model.dtype)
-    if y.ndim == 1:
-        y = y.reshape(-1, 1)
-    if y.ndim != 2 or y.shape[1] != k:
-        raise InputError(
-            f"y: expected targets of shape (n, {k}) for a {k}-unit output layer, "
-            f"got {tuple(y.shape)}"
-        )
-    if model.loss is not None and model.loss.op == "binary_crossentropy":
-        if ((y < 0) | (y > 1)).any():
-            raise InputError("y: binary cross-entropy targets must be in [0, 1]")
-    return numpy.ascontiguousarray(y, dtype=model.dtype)
+    return check_targets(y, n_samples, model.n_outputs, model.loss, model.dtype, model.backend)
 
 
 def _split(X: Any, y: numpy.ndarray, fraction: float) -> tuple[Any, Any, Any, Any]:
@@ -89,26 +65,210 @@ def _split(X: Any, y: numpy.ndarray, fraction: float) -> tuple[Any, Any, Any, An
     return X[:cut], y[:cut], X[cut:], y[cut:]
 
 
-def _progress(total: int, epoch: int, epochs: int, show: bool) -> Any:
-    if not show:
-        return None
-    from tqdm.auto import tqdm
+class _InterruptGuard:
+    """Defers Ctrl-C (SIGINT) to the next step boundary while ``fit`` runs.
 
-    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False)
+    A KeyboardInterrupt raised half-way through an optimizer step would leave some layers
+    updated and others not, and the iteration count behind them. So the first Ctrl-C only
+    sets a flag that the loop checks between steps; a second one raises at once (an escape
+    hatch for a step that hangs), and ``fit`` then lets it propagate. Signals reach only the
+    main thread, and only Python's default handler is replaced, so a handler the user
+    installed keeps working as they wrote it.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.forced = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _InterruptGuard:
+        in_main = threading.current_thread() is threading.main_thread()
+        if in_main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.pending:
+            self.forced = True
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def check(self) -> None:
+        """Raise the deferred KeyboardInterrupt, if there is one."""
+        if self.pending:
+            raise KeyboardInterrupt
 
 
-def _clip_gradients(model: Sequential, clip_norm: float) -> None:
-    """Scale every gradient by ``clip_norm / norm`` when the global L2 norm exceeds it."""
+class _Snapshot:
+    """Backend copies of the parameters and optimizer state, to put back after an overflow.
+
+    Taken at the start of each epoch: device-side copies (no transfer, no synchronisation)
+    costing one more set of parameters and optimizer state in memory.
+    """
+
+    def __init__(self, model: Sequential) -> None:
+        backend = model.backend
+        self.model = model
+        self.params = [
+            [backend.copy(value) for _, value, _, _, _ in layer.parameters()]
+            for layer in model.trainable_layers
+        ]
+        self.states = [
+            {n: {s: backend.copy(a) for s, a in slots.items()} for n, slots in st.items()}
+            for st in (getattr(layer, "optimizer_state", {}) for layer in model.trainable_layers)
+        ]
+        optimizer = model.optimizer
+        self.iterations = optimizer.iterations
+        self.learning_rate = optimizer.current_learning_rate
+
+    def restore(self) -> None:
+        backend = self.model.backend
+        for layer, values, state in zip(
+            self.model.trainable_layers, self.params, self.states, strict=True
+        ):
+            for (_, target, _, _, _), saved in zip(layer.parameters(), values, strict=True):
+                backend.copy_into_inplace(target, saved)
+            # Slots created after the snapshot were zeros then: dropping them recreates them so.
+            layer.optimizer_state = {
+                name: {slot: backend.copy(array) for slot, array in slots.items()}
+                for name, slots in state.items()
+            }
+        self.model.optimizer.iterations = self.iterations
+        self.model.optimizer.current_learning_rate = self.learning_rate
+
+
+def _parameters_finite(model: Sequential) -> bool:
+    """Whether every parameter is finite, with one host read for the whole model.
+
+    ``sum(p * 0)`` is 0 when ``p`` is finite and NaN otherwise, and unlike a norm it cannot
+    overflow for large finite weights.
+    """
     backend = model.backend
-    total = 0.0
+    total: Any = None
+    for layer in model.trainable_layers:
+        for _, value, _, _, _ in layer.parameters():
+            term = backend.sum(value * 0.0)
+            total = term if total is None else total + term
+    return total is None or math.isfinite(backend.to_float(total))
+
+
+def _gradient_norm(model: Sequential) -> float:
+    """The global L2 norm of every gradient (one host read)."""
+    backend = model.backend
+    total: Any = 0.0
     for layer in model.trainable_layers:
         for _, _, grad, _, _ in layer.parameters():
-            total += backend.to_float(backend.squared_norm(grad))
-    norm = math.sqrt(total)
-    if norm > clip_norm:
-        for layer in model.trainable_layers:
-            for _, _, grad, _, _ in layer.parameters():
-                backend.scale_inplace(grad, clip_norm / norm)
+            total = total + backend.squared_norm(grad)
+    return math.sqrt(backend.to_float(total))
+
+
+class _Trainer:
+    """One ``fit`` call's loop: epochs of steps over data already on the backend."""
+
+    def __init__(self, model: Sequential, X: Any, y: Any, settings: dict[str, Any]) -> None:
+        self.model = model
+        self.X, self.y = X, y
+        self.settings = settings
+        self.last_step: tuple[int, int] | None = None
+        self.bar: Any = None
+
+    def fail(self, snapshot: _Snapshot, what: str, epoch: int, step: int | None) -> None:
+        """Raise the TrainingError for a non-finite value, leaving finite weights behind."""
+        model = self.model
+        rate = model.optimizer.current_learning_rate
+        where = f"at epoch {epoch + 1}" + (f", step {step + 1}" if step is not None else "")
+        if step is not None and _parameters_finite(model):
+            kept = "the weights are left as they were before that step"
+        else:
+            snapshot.restore()
+            kept = (
+                "an update made some weights NaN or infinite, so the weights and optimizer "
+                f"state are put back as they were at the start of epoch {epoch + 1}"
+            )
+            if not _parameters_finite(model):
+                kept = "the weights were already NaN or infinite when the epoch started"
+        raise TrainingError(
+            f"{what} {where}; {kept}. A learning rate that is too high (now {rate:g}) or "
+            "too much regularization is the usual cause; lower it, or pass clip_norm=...",
+            epoch=epoch + 1,
+            step=None if step is None else step + 1,
+        )
+
+    def epoch(self, epoch: int, guard: _InterruptGuard) -> dict[str, float]:
+        model, backend, optimizer = self.model, self.model.backend, self.model.optimizer
+        batch_size, clip_norm = self.settings["batch_size"], self.settings["clip_norm"]
+        n = self.X.shape[0]
+        steps = -(-n // batch_size)
+        snapshot = _Snapshot(model)
+        started = time.perf_counter()
+        order = backend.asarray(model.rng.permutation(n)) if self.settings["shuffle"] else None
+        model.metric.reset()
+        loss_sum = 0.0
+        if self.settings["verbose"] == 1:
+            from tqdm.auto import tqdm
+
+            total = self.settings["epochs"]
+            self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{total}", leave=False)
+        for step in range(steps):
+            guard.check()
+            start = step * batch_size
+            if order is None:
+                xb, yb = self.X[start : start + batch_size], self.y[start : start + batch_size]
+            else:
+                index = order[start : start + batch_size]
+                xb, yb = self.X[index], self.y[index]
+            output = model.forward(xb, training=True)
+            loss, grad = model.loss_and_gradient(output, yb)
+            loss_value = backend.to_float(loss)
+            if not math.isfinite(loss_value):
+                self.fail(snapshot, f"the loss became {loss_value}", epoch, step)
+            model.metric.update(backend, output, yb)
+            model.backward(grad)
+            if clip_norm is not None:
+                norm = _gradient_norm(model)
+                if not math.isfinite(norm):
+                    self.fail(snapshot, f"the gradient norm became {norm}", epoch, step)
+                if norm > clip_norm:
+                    for layer in model.trainable_layers:
+                        for _, _, grad_array, _, _ in layer.parameters():
+                            backend.scale_inplace(grad_array, clip_norm / norm)
+            optimizer.step(model.trainable_layers)
+            self.last_step = (epoch + 1, step + 1)
+            loss_sum += loss_value * xb.shape[0]
+            if self.bar is not None:
+                self.bar.update(1)
+                if step % 20 == 0:
+                    self.bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
+            for callback in self.settings["callbacks"]:
+                callback.on_batch_end(step, {"loss": loss_value})
+        self.close_bar()
+        if not _parameters_finite(model):
+            self.fail(
+                snapshot,
+                "the weights became NaN or infinite although every loss was finite",
+                epoch,
+                None,
+            )
+        seconds = time.perf_counter() - started
+        data_loss = loss_sum / n
+        return {
+            "loss": data_loss + model.regularization_loss(),
+            "data_loss": data_loss,
+            "accuracy": model.metric.result(),
+            "learning_rate": optimizer.current_learning_rate,
+            "samples_per_second": n / seconds if seconds > 0 else math.inf,
+            "seconds": seconds,
+        }
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def fit(
@@ -131,8 +291,8 @@ def fit(
     validation_split = check_rate("validation_split", validation_split)
     if clip_norm is not None:
         clip_norm = check_positive_float("clip_norm", clip_norm)
-    if verbose == "auto":
-        verbose = 1 if sys.stderr.isatty() else 0
+    verbose = check_verbose(verbose)
+    callbacks = check_callbacks(callbacks)
     if not model.built:
         model.build()
     model._require("fit")
@@ -148,93 +308,62 @@ def fit(
     if validation_data is not None:
         # Checked before any training and moved to the backend once, not once per epoch.
         if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
-            raise InputError("validation_data: expected a pair (X_val, y_val)")
+            raise InputError(
+                f"validation_data: expected a pair (X_val, y_val), got "
+                f"{type(validation_data).__name__}; pass validation_data=(X_val, y_val)"
+            )
         X_val = check_X("X_val", validation_data[0], model.dtype, backend)
         check_features("X_val", X_val.shape[1], model.n_features)
         y_val = prepare_targets(model, validation_data[1], X_val.shape[0])
         validation = (backend.asarray(X_val), backend.asarray(y_val))
 
-    n = X.shape[0]
-    X_device, y_device = backend.asarray(X), backend.asarray(y)
-    steps_per_epoch = -(-n // batch_size)
     history = History()
     model.history = history
     model.stop_training = False
-    callbacks = list(callbacks or [])
     for callback in callbacks:
         callback.model = model
         callback.on_train_begin()
-
-    optimizer = model.optimizer
+    settings = {
+        "batch_size": batch_size,
+        "shuffle": shuffle,
+        "clip_norm": clip_norm,
+        "verbose": verbose,
+        "epochs": epochs,
+        "callbacks": callbacks,
+    }
+    trainer = _Trainer(model, backend.asarray(X), backend.asarray(y), settings)
+    guard = _InterruptGuard()
     try:
-        for epoch in range(epochs):
-            for callback in callbacks:
-                callback.on_epoch_begin(epoch)
-            started = time.perf_counter()
-            order = backend.asarray(model.rng.permutation(n)) if shuffle else None
-            model.metric.reset()
-            loss_sum = 0.0
-            bar = _progress(steps_per_epoch, epoch + 1, epochs, verbose == 1)
-            for step in range(steps_per_epoch):
-                start = step * batch_size
-                if order is None:
-                    xb = X_device[start : start + batch_size]
-                    yb = y_device[start : start + batch_size]
-                else:
-                    index = order[start : start + batch_size]
-                    xb, yb = X_device[index], y_device[index]
-                output = model.forward(xb, training=True)
-                loss, grad = model.loss_and_gradient(output, yb)
-                loss_value = backend.to_float(loss)
-                if not math.isfinite(loss_value):
-                    raise TrainingError(
-                        f"the loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; "
-                        f"the weights are left as they were before that step. A learning rate "
-                        f"that is too high (now {optimizer.current_learning_rate:g}) is the "
-                        f"usual cause; lower it, or pass clip_norm=..."
-                    )
-                model.metric.update(backend, output, yb)
-                model.backward(grad)
-                if clip_norm is not None:
-                    _clip_gradients(model, clip_norm)
-                optimizer.step(model.trainable_layers)
-                loss_sum += loss_value * xb.shape[0]
-                if bar is not None:
-                    bar.update(1)
-                    if step % 20 == 0:
-                        bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
+        with guard:
+            for epoch in range(epochs):
                 for callback in callbacks:
-                    callback.on_batch_end(step, {"loss": loss_value})
-            if bar is not None:
-                bar.close()
-            seconds = time.perf_counter() - started
-            data_loss = loss_sum / n
-            logs = {
-                "loss": data_loss + model.regularization_loss(),
-                "data_loss": data_loss,
-                "accuracy": model.metric.result(),
-                "learning_rate": optimizer.current_learning_rate,
-                "samples_per_second": n / seconds if seconds > 0 else math.inf,
-                "seconds": seconds,
-            }
-            if validation is not None:
-                scores = _score(model, *validation, _EVALUATION_BATCH)
-                logs["val_loss"] = scores["loss"]
-                logs["val_accuracy"] = scores["accuracy"]
-            history.append(epoch, logs)
-            if verbose:
-                print(_format_epoch(epoch + 1, epochs, logs), file=sys.stderr, flush=True)
-            for callback in callbacks:
-                callback.on_epoch_end(epoch, logs)
-            if model.stop_training:
-                history.stopped_early = True
-                break
+                    callback.on_epoch_begin(epoch)
+                logs = trainer.epoch(epoch, guard)
+                if validation is not None:
+                    scores = _score(model, *validation, _EVALUATION_BATCH)
+                    logs["val_loss"] = scores["loss"]
+                    logs["val_accuracy"] = scores["accuracy"]
+                history.append(epoch, logs)
+                if verbose:
+                    print(_format_epoch(epoch + 1, epochs, logs), file=sys.stderr, flush=True)
+                for callback in callbacks:
+                    callback.on_epoch_end(epoch, logs)
+                if model.stop_training:
+                    history.stopped_early = True
+                    break
+            guard.check()  # a Ctrl-C during the last epoch's end still counts
     except KeyboardInterrupt:
-        # Steps are not interrupted half-way from the user's point of view: the history
-        # holds every finished epoch and the model keeps its weights.
         history.interrupted = True
-        warnings.warn("training interrupted; the history holds the finished epochs", stacklevel=3)
+        history.interrupted_at = trainer.last_step
+        if guard.forced:
+            raise  # a second Ctrl-C: the step it cut may be half done, so do not hide it
+        warnings.warn(
+            f"training interrupted after step {trainer.last_step}; the model holds the "
+            "weights of that step and the history the finished epochs",
+            stacklevel=3,
+        )
     finally:
+        trainer.close_bar()
         for callback in callbacks:
             callback.on_train_end(history.last())
     return history
@@ -257,7 +386,8 @@ def evaluate(model: Sequential, X: Any, y: Any, batch_size: int | None = None) -
     X = check_X("X", X, model.dtype, backend)
     check_features("X", X.shape[1], model.n_features)
     y = prepare_targets(model, y, X.shape[0])
-    size = check_positive_int("batch_size", batch_size) if batch_size else _EVALUATION_BATCH
+    # ``is not None``: a batch size of 0 is a mistake to report, not a request for the default.
+    size = _EVALUATION_BATCH if batch_size is None else check_positive_int("batch_size", batch_size)
     if getattr(model.metric, "precision", 0) is None:
         model.metric.prepare(y)
     return _score(model, X, y, size)
