@@ -165,7 +165,8 @@ class Layer_Dense(Dense):
         super().backward(dvalues, need_dinputs=need_dinputs)
         grads = []
         for _, value, grad, l1, l2 in super().parameters():
-            grads.append(backend.regularization_gradient(value, grad, l1, l2) if (l1 or l2) else grad)
+            # Returns grad itself when both factors are 0.
+            grads.append(backend.regularization_gradient(value, grad, l1, l2))
         self.dweights, self.dbiases = grads
         return self.dinputs
 
