@@ -140,7 +140,7 @@ class Sequential:
             if isinstance(layer, Dense) and previous is not None and previous != layer.n_inputs:
                 raise InputError(
                     f"layer {index} ({layer!r}) expects {layer.n_inputs} inputs but the "
-                    f"previous Dense layer gives {previous}"
+                    f"previous Dense layer gives {previous}; make them equal"
                 )
             if isinstance(layer, Dense):
                 previous = layer.n_neurons
@@ -272,7 +272,7 @@ class Sequential:
         X = check_X("X", X, self.dtype, self.backend)
         check_features("X", X.shape[1], self.n_features)
         n = X.shape[0]
-        size = check_positive_int("batch_size", batch_size) if batch_size else 8192
+        size = check_positive_int("batch_size", batch_size) if batch_size is not None else 8192
         backend = self.backend
         result = None
         for start in range(0, n, size):
