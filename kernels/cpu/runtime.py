@@ -1,0 +1,247 @@
+"""Process-level set-up for the Numba kernels: threading policy, compile notice, and facts.
+
+Everything here runs when :mod:`nnback.kernels.cpu` is first imported, which is before any
+kernel runs and therefore before Numba could start its thread pool.
+
+Threading
+---------
+None of nnback's kernels use ``parallel=True``. Measured on the 2-core target machine
+(AMD EPYC, OpenBLAS with 2 pthreads), an element-wise kernel over a 784 x 256 float32
+parameter (Adam) took 130 us serially; run with ``prange`` it took 80 us on its own with
+the default OpenMP spin-waiting, but 8.7 ms per step once interleaved with a 128 x 784 x 256
+GEMM (Numba's OpenMP workers spinning on the cores BLAS needs), and with passive waiting it
+cost 40 us *more* per step than the serial kernel because each wake-up of a sleeping
+thread costs more than the work it takes over. So the work is split between BLAS (which
+owns the threads, for the GEMMs) and serial, vectorized kernels; Numba's thread pool is
+never started by nnback.
+
+A user's own ``parallel=True`` Numba code may still start the pool in this process, next
+to BLAS. For that case we choose, only where the user has not:
+
+* ``OMP_WAIT_POLICY=passive``: idle OpenMP workers sleep instead of spinning, which is what
+  removed the collapse measured above (8.7 ms per step instead of 0.66 ms). GNU libgomp
+  reads the variable once, when it is loaded, which for Numba is when the thread pool
+  starts, so it is set at import here, through os.environ (which also calls putenv).
+* the threading layer priority ``omp, tbb, workqueue``: a parallel kernel over 200k
+  float32 values, run after each GEMM, took 30 us with OpenMP (passive) against 90 us with
+  the workqueue layer, and unlike the workqueue, OpenMP is safe to call from several
+  Python threads. (GNU OpenMP is not fork-safe: a child process forked after the pool
+  started cannot use parallel Numba code. nnback itself never starts the pool.)
+
+The wait policy is process-wide: an OpenMP runtime loaded *later* in the same process
+reads it too. Measured here, PyTorch imported after the numba backend loaded ran a tiny
+training step 3x slower (2.4 ms instead of 0.7-1.0 ms) and a batch-128 MLP step 1.6x slower
+than in a process without the variable. Import such libraries first, or set
+``OMP_WAIT_POLICY`` yourself (a value set by the user is never changed).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numba
+
+__all__ = [
+    "JIT_OPTIONS",
+    "OMP_WAIT_POLICY_DEFAULT",
+    "THREADING_LAYER_PRIORITY",
+    "blas_facts",
+    "configure_threading",
+    "install_compile_notice",
+    "kernel",
+    "threading_facts",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Every kernel: no fastmath (IEEE arithmetic, as NumPy); error_model="numpy" (a division by
+# zero gives inf/nan instead of raising, which is also what lets LLVM vectorize a loop that
+# divides); nogil (the GIL is released, as NumPy does in its own loops).
+JIT_OPTIONS: dict[str, Any] = {"nogil": True, "error_model": "numpy"}
+
+OMP_WAIT_POLICY_DEFAULT = "passive"
+THREADING_LAYER_PRIORITY = ("omp", "tbb", "workqueue")
+
+# What configure_threading() found and did, for threading_facts().
+_set_by_nnback: dict[str, bool] = {"OMP_WAIT_POLICY": False, "threading layer": False}
+
+# The package whose dispatchers the compile notice watches.
+_KERNEL_PACKAGE = __name__.rsplit(".", 1)[0]
+
+_notice_lock = threading.Lock()
+_notice_printed = False
+_listener_installed = False
+
+
+def kernel(fn: F) -> F:
+    """``numba.njit(cache=True, **JIT_OPTIONS)``, or uncached where Numba cannot cache.
+
+    Numba refuses ``cache=True`` at decoration time when it finds no writable cache
+    directory (a read-only installation and no usable home directory). The backend then
+    still loads, compiling in every process, and says once how to fix it.
+    """
+    try:
+        return numba.njit(cache=True, **JIT_OPTIONS)(fn)
+    except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+        if "cannot cache" not in str(exc):
+            raise
+        _warn_uncached(str(exc))
+        return numba.njit(**JIT_OPTIONS)(fn)
+
+
+_uncached_warned = False
+
+
+def _warn_uncached(reason: str) -> None:
+    global _uncached_warned
+    if not _uncached_warned:
+        _uncached_warned = True
+        warnings.warn(
+            f"nnback: the numba backend's kernels cannot be cached on disk ({reason}), so "
+            "every process compiles them again; set NUMBA_CACHE_DIR to a writable directory",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def configure_threading() -> None:
+    """Set the OpenMP wait policy and Numba's threading layer unless the user chose them.
+
+    Idempotent. It cannot change anything once Numba's thread pool has started (for
+    example when the user ran ``parallel=True`` code before importing the numba backend);
+    :func:`threading_facts` then reports what is actually in force.
+    """
+    if "OMP_WAIT_POLICY" not in os.environ:
+        # os.environ also calls putenv, so the C runtime of a library loaded later sees it.
+        os.environ["OMP_WAIT_POLICY"] = OMP_WAIT_POLICY_DEFAULT
+        _set_by_nnback["OMP_WAIT_POLICY"] = True
+    user_choice = any(
+        os.environ.get(name, "").strip()
+        for name in ("NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY")
+    )
+    if not user_choice and str(numba.config.THREADING_LAYER).lower() == "default":
+        numba.config.THREADING_LAYER_PRIORITY = list(THREADING_LAYER_PRIORITY)
+        _set_by_nnback["threading layer"] = True
+
+
+def _pool_started() -> bool:
+    """Whether Numba's thread pool has started (asking for the layer does not start it)."""
+    try:
+        numba.threading_layer()
+    except ValueError:
+        return False
+    return True
+
+
+def threading_facts() -> dict[str, str]:
+    """Numba's version, threading layer, thread count and the OpenMP wait policy.
+
+    Never starts the thread pool: ``numba.get_num_threads()`` would, so the configured
+    ``NUMBA_NUM_THREADS`` is reported instead until something else has started it.
+    """
+    origin = "order set by nnback" if _set_by_nnback["threading layer"] else "chosen by the user"
+    if _pool_started():
+        layer = f"{numba.threading_layer()} (thread pool started; {origin})"
+        threads = f"{numba.get_num_threads()} of NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}"
+    else:
+        chosen = str(numba.config.THREADING_LAYER)
+        if chosen == "default":
+            chosen = "first available of " + ", ".join(numba.config.THREADING_LAYER_PRIORITY)
+        layer = f"{chosen} ({origin}; not started: nnback's kernels are serial)"
+        threads = f"NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}"
+    policy = os.environ.get("OMP_WAIT_POLICY", "")
+    who = "set by nnback" if _set_by_nnback["OMP_WAIT_POLICY"] else "set by the user"
+    return {
+        "numba": numba.__version__,
+        "numba threading layer": layer,
+        "numba threads": threads,
+        "OMP_WAIT_POLICY": f"{policy} ({who})",
+    }
+
+
+def blas_facts() -> dict[str, str]:
+    """The BLAS library numpy uses and its thread count, as well as can be told.
+
+    threadpoolctl (installed with scikit-learn) reads both from the loaded library; without
+    it, numpy's build configuration names the library and the usual environment variables
+    hint at the thread count.
+    """
+    try:
+        import threadpoolctl
+    except ImportError:
+        threadpoolctl = None
+    if threadpoolctl is not None:
+        rows = [row for row in threadpoolctl.threadpool_info() if row.get("user_api") == "blas"]
+        if rows:
+            return {
+                "blas": "; ".join(
+                    f"{row.get('internal_api')} {row.get('version')} "
+                    f"({row.get('threading_layer', '?')} threading), "
+                    f"{row.get('num_threads')} threads"
+                    for row in rows
+                )
+            }
+    return {"blas": _blas_from_numpy_config()}
+
+
+def _blas_from_numpy_config() -> str:
+    """Best effort without threadpoolctl: numpy's build record plus thread variables."""
+    import numpy
+
+    name = "unknown"
+    try:
+        config: Any = numpy.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]
+        name = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # noqa: BLE001 - older numpy has no mode="dicts"; the name stays unknown
+        pass
+    variables = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
+    threads = next((f"{v}={os.environ[v]}" for v in variables if v in os.environ), None)
+    threads = threads or f"default (up to {os.cpu_count()} threads)"
+    return f"{name}, {threads} (install threadpoolctl for the exact count)"
+
+
+def _on_compile_start() -> None:
+    """Print, once per process, that kernels are being compiled (a cold on-disk cache)."""
+    global _notice_printed
+    with _notice_lock:
+        if _notice_printed:
+            return
+        _notice_printed = True
+    print(
+        "nnback: compiling the numba backend's kernels (first run, or after an upgrade); "
+        "they are cached on disk, so later runs start in well under a second",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def install_compile_notice() -> None:
+    """Announce on stderr the first compilation of one of our kernels in this process.
+
+    Numba fires its ``numba:compile`` event only when a signature is neither already loaded
+    nor found in the on-disk cache, so a warm cache costs nothing here and prints nothing:
+    no file system checks, and the notice appears exactly when the wait begins.
+    """
+    global _listener_installed
+    if _listener_installed:
+        return
+    _listener_installed = True
+    from numba.core import event
+
+    class _Listener(event.Listener):
+        def on_start(self, ev: Any) -> None:
+            dispatcher = (ev.data or {}).get("dispatcher")
+            module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+            if not _notice_printed and module.startswith(_KERNEL_PACKAGE + "."):
+                _on_compile_start()
+
+        def on_end(self, ev: Any) -> None:
+            pass
+
+    event.register("numba:compile", _Listener())
