@@ -77,6 +77,12 @@ def _load(name: str) -> Backend:
             reason = f"backend {name!r} cannot load: {exc}"
             _failures[name] = reason
             raise BackendUnavailableError(reason) from exc
+        except Exception as exc:
+            # Anything else a backend's import or set-up raises (a broken driver, an
+            # unwritable cache) makes it unavailable too, so "auto" and "nnback info" go on.
+            reason = f"backend {name!r} failed to load: {type(exc).__name__}: {exc}"
+            _failures[name] = reason
+            raise BackendUnavailableError(reason) from exc
         _instances[name] = backend
         return backend
 

@@ -141,3 +141,23 @@ def test_auto_picks_the_fastest_available() -> None:
 def test_backends_load_once() -> None:
     assert nnback.get_backend("strict") is nnback.get_backend("strict")
     assert "strict" in nnback.available_backends()
+
+
+class _Broken:
+    name = "broken"
+
+    def __init__(self) -> None:
+        raise RuntimeError("driver reported an internal error")
+
+
+def test_a_backend_that_crashes_while_loading_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broken = types.ModuleType("nnback_test_broken_backend")
+    broken.Broken = _Broken  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, broken.__name__, broken)
+    registry._REGISTRY["broken"] = f"{broken.__name__}:Broken"
+    with pytest.raises(BackendUnavailableError, match="RuntimeError: driver reported"):
+        nnback.get_backend("broken")
+    # The failure is remembered and reported, not raised, by the status listing.
+    assert "driver reported" in (registry.backend_status()["broken"] or "")
