@@ -62,14 +62,15 @@ class Accuracy(Metric):
     With a single sigmoid output (or several independent ones) each output counts once.
     """
 
+    #: Independent 0/1 outputs (set by BinaryAccuracy): each output counts on its own.
+    binary = False
+
     def _count(self, backend: Backend, y_pred: Array, y_true: Array) -> tuple[Array, int]:
         n, k = y_pred.shape
-        multilabel = k > 1 and y_true.ndim == 2 and y_true.shape == y_pred.shape and self.binary
-        if multilabel:
+        if self.binary and k > 1 and tuple(y_true.shape) == (n, k):
+            # |p - y| < 0.5 is "p on the right side of 0.5" for 0/1 targets.
             return backend.count_within(y_pred, y_true, 0.5), n * k
-        return backend.count_correct(y_pred, y_true), (n if k > 1 else n)
-
-    binary = False
+        return backend.count_correct(y_pred, y_true), n
 
 
 class BinaryAccuracy(Accuracy):
