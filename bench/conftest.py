@@ -14,7 +14,9 @@ with ``nnback bench --report RESULTS.json``.
 
 Options: ``--bench-samples N`` (or ``NNBACK_BENCH_SAMPLES``) samples per training epoch,
 ``--bench-epochs N`` (or ``NNBACK_BENCH_EPOCHS``) epochs of the real-data run,
-``--bench-rounds N`` timed epochs per training benchmark, ``--bench-no-peers``.
+``--bench-rounds N`` timed epochs per training benchmark, ``--bench-no-peers``,
+``--bench-same-process`` (training epochs otherwise run in a worker process each, see
+:mod:`nnback.bench.isolation`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--bench-rounds", type=int, default=3, help="timed epochs per training benchmark"
     )
     group.addoption("--bench-no-peers", action="store_true", help="leave out PyTorch, sklearn")
+    group.addoption(
+        "--bench-same-process",
+        action="store_true",
+        help="run training epochs in the test process, not one worker process each",
+    )
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -57,6 +64,7 @@ def _settings(config: pytest.Config) -> Settings:
             samples=config.getoption("--bench-samples"),
             real_epochs=config.getoption("--bench-epochs"),
             peers=not config.getoption("--bench-no-peers"),
+            isolate=not config.getoption("--bench-same-process"),
         )
         config.stash[_REGISTRY] = {}
     return config.stash[_SETTINGS]

@@ -64,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=2,
         help="timed epochs per training benchmark (one only when an epoch takes over 4 s)",
     )
+    what.add_argument(
+        "--same-process",
+        action="store_true",
+        help="run training epochs in this process instead of one worker process each "
+        "(runners then share threads and environment and can slow each other down)",
+    )
     what.add_argument("--list", action="store_true", help="list the benchmarks, run nothing")
     output = parser.add_argument_group("output")
     output.add_argument("--json", metavar="PATH", help="save the results as pytest-benchmark JSON")
@@ -99,6 +105,7 @@ def _settings(args: argparse.Namespace) -> Any:
         backends=names,
         peers=not args.no_peers,
         default_samples=DEFAULT_SAMPLES if args.full else QUICK_SAMPLES,
+        isolate=not args.same_process,
     )
 
 

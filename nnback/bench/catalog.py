@@ -30,6 +30,7 @@ from .endtoend import (
     real_data_workload,
     train_epoch_workload,
 )
+from .isolation import isolated
 from .ops import (
     LOSSES,
     OPTIMIZER_SHAPES,
@@ -103,12 +104,17 @@ class Settings:
         nnback backends to benchmark, each with why it cannot load (None if it can).
     peers : bool
         Whether to add PyTorch and scikit-learn where they have a counterpart.
+    isolate : bool
+        Whether each long workload (an epoch) runs in a worker process of its own
+        (:mod:`~nnback.bench.isolation`), so that runners measured in one run cannot slow
+        each other down.
     """
 
     samples: int = DEFAULT_SAMPLES
     real_epochs: int = DEFAULT_REAL_EPOCHS
     backends: tuple[tuple[str, str | None], ...] = field(default_factory=_default_backends)
     peers: bool = True
+    isolate: bool = True
 
     @classmethod
     def from_environment(
@@ -118,6 +124,7 @@ class Settings:
         backends: Iterable[str] | None = None,
         peers: bool = True,
         default_samples: int = DEFAULT_SAMPLES,
+        isolate: bool = True,
     ) -> Settings:
         """Settings from arguments, else ``NNBACK_BENCH_SAMPLES`` / ``NNBACK_BENCH_EPOCHS``."""
         chosen = _default_backends() if backends is None else _named_backends(backends)
@@ -126,6 +133,7 @@ class Settings:
             real_epochs=int(real_epochs or env_int(REAL_EPOCHS_ENV_VAR, DEFAULT_REAL_EPOCHS)),
             backends=chosen,
             peers=peers,
+            isolate=isolate,
         )
 
 
@@ -267,6 +275,16 @@ def _ceilings_for(workloads: Iterable[Workload], settings: Settings) -> list[Wor
     return found
 
 
+def _isolate(workloads: list[Workload], settings: Settings) -> list[Workload]:
+    """Long workloads in worker processes of their own when ``settings.isolate``."""
+    if not settings.isolate:
+        return workloads
+    return [
+        isolated(w, settings.samples, settings.real_epochs) if w.long and not w.skip else w
+        for w in workloads
+    ]
+
+
 def family_workloads(family: str, settings: Settings) -> list[Workload]:
     """Every workload of one family (``"ceiling"``: those every other family refers to)."""
     if family == CEILING_FAMILY:
@@ -274,12 +292,12 @@ def family_workloads(family: str, settings: Settings) -> list[Workload]:
     families = _families()
     if family not in families:
         raise KeyError(f"unknown benchmark family {family!r}; known: {', '.join(FAMILY_ORDER)}")
-    return families[family](settings)
+    return _isolate(families[family](settings), settings)
 
 
 def all_workloads(settings: Settings, with_ceiling: bool = True) -> list[Workload]:
     """The whole suite."""
-    found = [w for build in _families().values() for w in build(settings)]
+    found = _isolate([w for build in _families().values() for w in build(settings)], settings)
     return with_ceilings(found, settings) if with_ceiling else found
 
 
@@ -338,4 +356,4 @@ def quick_workloads(settings: Settings) -> list[Workload]:
     chosen = [
         w for family in quick_families for w in families[family](settings) if _quick_filter(w)
     ]
-    return with_ceilings(chosen, settings)
+    return with_ceilings(_isolate(chosen, settings), settings)

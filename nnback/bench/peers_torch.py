@@ -44,7 +44,7 @@ def torch_unavailable() -> str | None:
     return None
 
 
-def _users_wait_policy() -> str | None:
+def users_wait_policy() -> str | None:
     """The ``OMP_WAIT_POLICY`` the user chose: None if only nnback's numba runtime set it."""
     runtime = sys.modules.get("nnback.kernels.cpu.runtime")
     if runtime is not None:
@@ -65,7 +65,7 @@ def _users_openmp_environment() -> Iterator[None]:
     would run slower than its users see it if it read nnback's choice.
     """
     before = os.environ.get("OMP_WAIT_POLICY")
-    wanted = _users_wait_policy()
+    wanted = users_wait_policy()
     if wanted is None:
         os.environ.pop("OMP_WAIT_POLICY", None)
     else:
@@ -284,7 +284,7 @@ def _training(work: Workload, tuned: bool, samples: int, epochs: int, real: bool
             info: dict[str, Any] = {
                 "torch": torch.__version__,
                 "threads": torch.get_num_threads(),
-                "omp_wait_policy": _users_wait_policy() or "default",
+                "omp_wait_policy": users_wait_policy() or "default",
             }
             if real:
                 with torch.inference_mode():

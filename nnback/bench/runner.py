@@ -31,6 +31,7 @@ __all__ = [
     "TimingOptions",
     "compute_stats",
     "measure",
+    "measure_interleaved",
     "results_json",
     "run_pytest_benchmark",
     "run_workloads",
@@ -58,6 +59,9 @@ class TimingOptions:
     long_budget : float
         Seconds after which a long workload takes no more rounds (at least one is taken):
         keeps the quick subset short on a slow or busy machine.
+    settle : float
+        Seconds of pause before each interleaved call of a long workload (see
+        :func:`measure_interleaved`).
     """
 
     max_time: float = 0.3
@@ -66,6 +70,7 @@ class TimingOptions:
     round_time: float = 0.002
     long_rounds: int = 2
     long_budget: float = 4.0
+    settle: float = 0.2
 
 
 @dataclass
@@ -237,30 +242,128 @@ def _time_short(run: Callable[[], Any], options: TimingOptions, result: Result) 
     result.times = times
 
 
+def _comparison_key(work: Workload) -> tuple[Any, ...]:
+    """What a long workload is compared on: the same item, dtype and batch, any runner."""
+    return (work.family, work.group, work.dtype, work.batch, work.case)
+
+
+def measure_interleaved(
+    works: list[Workload], options: TimingOptions | None = None
+) -> list[Result]:
+    """Time long workloads that are compared with each other, round by round in turn.
+
+    Everything is set up and warmed up first; then each round times one call of every
+    workload in turn (A B C A B C ...), with a pause of ``options.settle`` seconds before
+    each call so that the previous runner's idle threads have gone to sleep. A slow spell
+    of a shared machine then falls on every runner alike instead of on whichever was
+    being timed, which is what makes same-run ratios fair. Each workload gets the same
+    number of rounds: another round while the fastest has spent under ``long_budget``.
+    """
+    options = options or TimingOptions()
+    results = [Result(work) for work in works]
+    prepared: list[Prepared | None] = [None] * len(works)
+    try:
+        for index, work in enumerate(works):
+            _prepare_one(work, results[index], prepared, index)
+        active = [i for i, p in enumerate(prepared) if p is not None]
+        rounds = min(
+            [options.long_rounds] + [works[i].max_rounds or options.long_rounds for i in active]
+        )
+        while active:
+            for i in list(active):
+                time.sleep(options.settle)
+                try:
+                    results[i].times.append(_timed(prepared[i].run))  # type: ignore[union-attr]
+                except Exception as exc:
+                    results[i].error, results[i].times = f"{type(exc).__name__}: {exc}", []
+                    _finish(prepared[i])
+                    prepared[i] = None
+                    active.remove(i)
+            if not active:
+                break
+            taken = len(results[active[0]].times)
+            spent = min(sum(results[i].times) for i in active)
+            if taken >= max(1, rounds) or spent >= options.long_budget:
+                break
+        for i in active:
+            results[i].extra = _finish(prepared[i])
+            prepared[i] = None
+    finally:
+        for leftover in prepared:
+            _finish(leftover)
+    return results
+
+
+def _prepare_one(
+    work: Workload, result: Result, prepared: list[Prepared | None], index: int
+) -> None:
+    """Set up and warm up one workload for :func:`measure_interleaved`, noting a failure."""
+    if work.skip:
+        result.skipped = work.skip
+        return
+    try:
+        ready = work.setup()
+    except WorkloadSkipped as exc:
+        result.skipped = str(exc)
+        return
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        return
+    prepared[index] = ready
+    try:
+        result.first_call_s = _first_call(ready)
+        result.first_call_amount = ready.warmup_amount
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        _finish(ready)
+        prepared[index] = None
+
+
+def _print_progress(progress: TextIO | None, index: int, total: int, result: Result) -> None:
+    if progress is None:
+        return
+    work = result.workload
+    if result.skipped:
+        outcome = f"skipped: {result.skipped}"
+    elif result.error:
+        outcome = f"FAILED: {result.error}"
+    else:
+        outcome = f"{statistics.median(result.times):.4g} s"
+    print(f"[{index}/{total}] {work.group} | {work.param_id}: {outcome}", file=progress, flush=True)
+
+
 def run_workloads(
     workloads: Iterable[Workload],
     options: TimingOptions | None = None,
     progress: TextIO | None = sys.stderr,
 ) -> list[Result]:
-    """Measure each workload in turn, printing one line per workload to ``progress``."""
+    """Measure each workload, printing one line per workload to ``progress``.
+
+    Long workloads (epochs) of the same item are measured together, interleaved
+    (:func:`measure_interleaved`), when the first of them comes up; the results keep the
+    order of ``workloads``.
+    """
     todo = list(workloads)
-    results = []
-    for index, work in enumerate(todo, 1):
-        result = measure(work, options)
-        results.append(result)
-        if progress is not None:
-            if result.skipped:
-                outcome = f"skipped: {result.skipped}"
-            elif result.error:
-                outcome = f"FAILED: {result.error}"
-            else:
-                outcome = f"{statistics.median(result.times):.4g} s"
-            print(
-                f"[{index}/{len(todo)}] {work.group} | {work.param_id}: {outcome}",
-                file=progress,
-                flush=True,
-            )
-    return results
+    found: dict[int, Result] = {}
+    done = 0
+    for index, work in enumerate(todo):
+        if index in found:
+            continue
+        if work.long:
+            key = _comparison_key(work)
+            members = [
+                i
+                for i in range(index, len(todo))
+                if i not in found and todo[i].long and _comparison_key(todo[i]) == key
+            ]
+            measured = measure_interleaved([todo[i] for i in members], options)
+        else:
+            members, measured = [index], [measure(work, options)]
+        for i, result in zip(members, measured, strict=True):
+            found[i] = result
+            done += 1
+            _print_progress(progress, done, len(todo), result)
+    return [found[i] for i in range(len(todo))]
 
 
 def results_json(

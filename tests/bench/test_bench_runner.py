@@ -25,7 +25,7 @@ from nnback.bench.ops import dense_workload, optimizer_workload
 from nnback.bench.report import entries_from
 from nnback.bench.runner import compute_stats
 
-FAST = TimingOptions(max_time=0.0, min_rounds=2, round_time=0.0, long_rounds=1)
+FAST = TimingOptions(max_time=0.0, min_rounds=2, round_time=0.0, long_rounds=1, settle=0.0)
 NUMPY_ONLY = (("numpy", None),)
 
 
