@@ -150,25 +150,24 @@ def adam(
     grad: Array,
     m: Array,
     v: Array,
-    learning_rate: float,
+    step_size: float,
     beta_1: float,
     beta_2: float,
     epsilon: float,
-    correction_1: float,
-    correction_2: float,
+    root_correction: float,
     l1: float,
     l2: float,
     tiny: float,
 ) -> None:
-    """Reference ``adam_update_inplace``; ``correction_i = 1 - beta_i ** step`` (from Python).
+    """Reference ``adam_update_inplace``, with its two scalars from ``adam_scalars``.
 
     ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g g``; both flushed;
-    ``param -= lr * (m / correction_1) / (sqrt(v / correction_2) + epsilon)``.
+    ``param -= (m / (sqrt(v) * root_correction + epsilon)) * step_size``.
     """
     dt = param.dtype.type
-    lr, eps, c1, c2, small = dt(learning_rate), dt(epsilon), dt(l1), dt(2.0 * l2), dt(tiny)
+    eps, c1, c2, small = dt(epsilon), dt(l1), dt(2.0 * l2), dt(tiny)
     b1, b1c, b2, b2c = dt(beta_1), dt(1.0 - beta_1), dt(beta_2), dt(1.0 - beta_2)
-    k1, k2 = dt(correction_1), dt(correction_2)
+    size, root = dt(step_size), dt(root_correction)
     zero, one = dt(0), dt(1)
     for i in range(param.size):
         p = param[i]
@@ -181,4 +180,4 @@ def adam(
         vi = zero if abs(vi) < small else vi
         m[i] = mi
         v[i] = vi
-        param[i] = p - lr * (mi / k1) / (np.sqrt(vi / k2) + eps)
+        param[i] = p - (mi / (np.sqrt(vi) * root + eps)) * size

@@ -9,11 +9,12 @@
 //   rmsprop_step       Backend.rmsprop_update_inplace: c = rho * c + (1 - rho) * g * g; flush(c);
 //                      p -= lr * g / (sqrt(c) + eps)
 //   adam_step          Backend.adam_update_inplace: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g g;
-//                      flush(m), flush(v); p -= lr * (m / bc1) / (sqrt(v / bc2) + eps)
+//                      flush(m), flush(v); p -= (m / (sqrt(v) * root + eps)) * step_size
 // where g = grad + l1 * sign(p) [if l1 > 0] + (2 * l2) * p [if l2 > 0] (Backend._regularized,
 // with l2x2 = 2 * l2 computed in Python) and flush is Backend._flush_subnormal_inplace.
-// The constants 1 - rho, 1 - b1, 1 - b2, bc1 = 1 - b1**step and bc2 = 1 - b2**step are
-// computed in Python by the launcher, exactly as the reference computes them, then rounded
+// The constants 1 - rho, 1 - b1, 1 - b2, step_size = lr / (1 - b1**step) and
+// root = 1 / sqrt(1 - b2**step) are computed in Python by the launcher, exactly as the
+// reference computes them (Backend.adam_update_inplace, adam_scalars), then rounded
 // to T like every Python scalar meeting a T array. Each step is element-wise, so the kernels
 // work the same on one parameter or on a flat buffer holding every parameter of a model.
 #include "common.cuh"
@@ -80,13 +81,14 @@ __device__ void rmsprop_step(T* param, const T* grad, T* cache, long long size, 
 }
 
 template <typename T>
-__device__ void adam_step(T* param, const T* grad, T* m, T* v, long long size, double lr_d,
-                          double beta_1_d, double one_minus_beta_1_d, double beta_2_d,
-                          double one_minus_beta_2_d, double bc1_d, double bc2_d, double eps_d,
-                          double l1_d, double l2x2_d) {
-    const T lr = (T)lr_d, beta_1 = (T)beta_1_d, one_minus_beta_1 = (T)one_minus_beta_1_d;
+__device__ void adam_step(T* param, const T* grad, T* m, T* v, long long size,
+                          double step_size_d, double beta_1_d, double one_minus_beta_1_d,
+                          double beta_2_d, double one_minus_beta_2_d, double root_d,
+                          double eps_d, double l1_d, double l2x2_d) {
+    const T step_size = (T)step_size_d, beta_1 = (T)beta_1_d;
+    const T one_minus_beta_1 = (T)one_minus_beta_1_d;
     const T beta_2 = (T)beta_2_d, one_minus_beta_2 = (T)one_minus_beta_2_d;
-    const T bc1 = (T)bc1_d, bc2 = (T)bc2_d, eps = (T)eps_d, l1 = (T)l1_d, l2x2 = (T)l2x2_d;
+    const T root = (T)root_d, eps = (T)eps_d, l1 = (T)l1_d, l2x2 = (T)l2x2_d;
     for (long long i = nnb_first_index(); i < size; i += nnb_grid_stride()) {
         const T p = param[i];
         const T g = nnb_regularized(p, grad[i], l1, l2x2);
@@ -96,9 +98,10 @@ __device__ void adam_step(T* param, const T* grad, T* m, T* v, long long size, d
         vi = nnb_flush(vi + one_minus_beta_2 * (g * g));
         m[i] = mi;
         v[i] = vi;
-        const T m_hat = mi / bc1;
-        const T v_hat = vi / bc2;
-        param[i] = p - lr * m_hat / (nnb_sqrt(v_hat) + eps);
+        T denominator = nnb_sqrt(vi) * root;
+        denominator = denominator + eps;
+        const T ratio = mi / denominator;
+        param[i] = p - ratio * step_size;
     }
 }
 
@@ -144,18 +147,18 @@ extern "C" __global__ void rmsprop_step_f64(double* param, const double* grad, d
     rmsprop_step<double>(param, grad, cache, size, lr, rho, one_minus_rho, eps, l1, l2x2);
 }
 extern "C" __global__ void adam_step_f32(float* param, const float* grad, float* m, float* v,
-                                         long long size, double lr, double beta_1,
+                                         long long size, double step_size, double beta_1,
                                          double one_minus_beta_1, double beta_2,
-                                         double one_minus_beta_2, double bc1, double bc2,
-                                         double eps, double l1, double l2x2) {
-    adam_step<float>(param, grad, m, v, size, lr, beta_1, one_minus_beta_1, beta_2,
-                     one_minus_beta_2, bc1, bc2, eps, l1, l2x2);
+                                         double one_minus_beta_2, double root, double eps,
+                                         double l1, double l2x2) {
+    adam_step<float>(param, grad, m, v, size, step_size, beta_1, one_minus_beta_1, beta_2,
+                     one_minus_beta_2, root, eps, l1, l2x2);
 }
 extern "C" __global__ void adam_step_f64(double* param, const double* grad, double* m, double* v,
-                                         long long size, double lr, double beta_1,
+                                         long long size, double step_size, double beta_1,
                                          double one_minus_beta_1, double beta_2,
-                                         double one_minus_beta_2, double bc1, double bc2,
-                                         double eps, double l1, double l2x2) {
-    adam_step<double>(param, grad, m, v, size, lr, beta_1, one_minus_beta_1, beta_2,
-                      one_minus_beta_2, bc1, bc2, eps, l1, l2x2);
+                                         double one_minus_beta_2, double root, double eps,
+                                         double l1, double l2x2) {
+    adam_step<double>(param, grad, m, v, size, step_size, beta_1, one_minus_beta_1, beta_2,
+                      one_minus_beta_2, root, eps, l1, l2x2);
 }

@@ -23,6 +23,7 @@ Conventions
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy
@@ -36,6 +37,19 @@ ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
 # Probabilities are clipped to [EPSILON_CLIP, 1 - EPSILON_CLIP] before a log, as in the
 # textbooks, so that a confident wrong prediction gives a large finite loss, not infinity.
 EPSILON_CLIP = 1e-7
+
+
+def adam_scalars(
+    learning_rate: float, step: int, beta_1: float, beta_2: float
+) -> tuple[float, float]:
+    """Adam's step size and bias correction of the root, as Python floats, for every backend.
+
+    Returns ``(learning_rate / (1 - beta_1**step), 1 / sqrt(1 - beta_2**step))``. Both
+    ``1 - beta**step`` are positive for ``0 <= beta < 1`` and ``step >= 1``.
+    """
+    if step < 1:
+        raise InputError(f"adam step counts from 1, got {step}")
+    return learning_rate / (1 - beta_1**step), 1 / math.sqrt(1 - beta_2**step)
 
 
 def _check_activation(activation: str) -> None:
@@ -550,10 +564,15 @@ class Backend:
         """Adam with bias correction; ``step`` counts from 1.
 
         ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g**2``;
-        ``param -= lr * (m / (1 - b1**step)) / (sqrt(v / (1 - b2**step)) + epsilon)``.
+        ``param -= lr * (m / (1 - b1**step)) / (sqrt(v / (1 - b2**step)) + epsilon)``,
+        computed as ``param -= (m / (sqrt(v) * r + epsilon)) * s`` with the two bias
+        corrections folded into Python scalars, ``s = lr / (1 - b1**step)`` and
+        ``r = 1 / sqrt(1 - b2**step)`` (:func:`adam_scalars`): one division per element
+        instead of three (the division, not memory, bounds the fused kernels), and the
+        ratio ``m / denominator`` is formed before the step size scales it, so a large
+        learning rate cannot overflow an intermediate that the step itself would not.
         """
-        if step < 1:
-            raise InputError(f"adam step counts from 1, got {step}")
+        step_size, root_correction = adam_scalars(learning_rate, step, beta_1, beta_2)
         g = self.regularization_gradient(param, grad, l1, l2)
         m *= beta_1
         m += (1 - beta_1) * g
@@ -561,6 +580,9 @@ class Backend:
         v += (1 - beta_2) * (g * g)
         self._flush_subnormal_inplace(m)
         self._flush_subnormal_inplace(v)
-        m_hat = m / (1 - beta_1**step)
-        v_hat = v / (1 - beta_2**step)
-        param -= learning_rate * m_hat / (self.xp.sqrt(v_hat) + epsilon)
+        denominator = self.xp.sqrt(v)
+        denominator *= root_correction
+        denominator += epsilon
+        ratio = m / denominator
+        ratio *= step_size
+        param -= ratio

@@ -27,7 +27,7 @@ import numpy
 from ..errors import BackendUnavailableError
 from ..kernels.cuda import COMPILE_OPTIONS
 from ..kernels.cuda.launch import ACTIVATION_CODES, LABEL_SUFFIX, SUFFIX, KernelRunner
-from .base import EPSILON_CLIP, Backend
+from .base import EPSILON_CLIP, Backend, adam_scalars
 
 Array = Any
 
@@ -447,6 +447,6 @@ class CupyBackend(Backend):
                 param, grad, m, v, learning_rate, step, beta_1, beta_2, epsilon, l1, l2
             )
         # 1 - beta and the bias corrections in Python, exactly as the reference computes them.
-        bias = (1 - beta_1**step, 1 - beta_2**step)
-        constants = (learning_rate, beta_1, 1 - beta_1, beta_2, 1 - beta_2, *bias, epsilon)
+        step_size, root_correction = adam_scalars(learning_rate, step, beta_1, beta_2)
+        constants = (step_size, beta_1, 1 - beta_1, beta_2, 1 - beta_2, root_correction, epsilon)
         self._kernels.step("adam_step", arrays, *constants, l1, 2 * l2)

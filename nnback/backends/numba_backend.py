@@ -34,7 +34,7 @@ from ..kernels.cpu.support import (
     scale_in_dtype_of,
     writable,
 )
-from .base import EPSILON_CLIP, Array, Backend
+from .base import EPSILON_CLIP, Array, Backend, adam_scalars
 
 
 class NumbaBackend(Backend):
@@ -394,16 +394,14 @@ class NumbaBackend(Backend):
             )
             return
         # The bias corrections in Python floats, exactly as the reference computes them.
-        correction_1 = 1 - beta_1**step
-        correction_2 = 1 - beta_2**step
+        step_size, root_correction = adam_scalars(learning_rate, step, beta_1, beta_2)
         optimizers.adam(
             *flat,
-            float(learning_rate),
+            float(step_size),
             float(beta_1),
             float(beta_2),
             float(epsilon),
-            float(correction_1),
-            float(correction_2),
+            float(root_correction),
             float(l1),
             float(l2),
             TINY[param.dtype],

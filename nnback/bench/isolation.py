@@ -8,7 +8,7 @@ samples/s in a process that had already run the PyTorch peers, and 36.3k in one 
 not. Same-run ratios are only fair when neither side carries the other's state.
 
 :func:`isolated` wraps a workload so that its ``setup`` starts a worker process
-(``python -m nnback.bench.isolation``), which builds the same workload from the catalog,
+(:func:`main`), which builds the same workload from the catalog,
 sets it up, and then runs ``warmup``, ``run`` and ``finish`` when asked, over a pipe. The
 parent's clock still times each call (the pipe adds about 0.1 ms to calls that take
 seconds), so both timing engines, the quick runner and pytest-benchmark, work unchanged.
@@ -88,7 +88,7 @@ class _Worker:
         # nobody drains could fill up and stall the worker mid-epoch.
         self.log: IO[bytes] = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "nnback.bench.isolation"],
+            [sys.executable, "-c", "from nnback.bench.isolation import main; main()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,

@@ -13,6 +13,8 @@ import numpy
 import pytest
 from cuda_helpers import DTYPES, REFERENCE, assert_bitwise, assert_within, f64, i64, rounded
 
+from nnback.backends.base import adam_scalars
+
 STEPS = 5
 REGULARIZATION = {"none": (0.0, 0.0), "l1": (1e-3, 0.0), "l2": (0.0, 2e-3), "both": (1e-3, 2e-3)}
 GRIDS = [((1,), (32,)), ((2,), (64,)), ((9,), (256,))]
@@ -62,6 +64,8 @@ def _kernel_step(
 ) -> None:
     h = OPTIMIZERS[name][1]
     lr = h["learning_rate"]
+    beta_1, beta_2 = h.get("beta_1", 0.0), h.get("beta_2", 0.0)
+    step_size, root = adam_scalars(lr, step, beta_1, beta_2)
     constants = {
         "sgd": (lr, l1, 2 * l2),
         "sgd_momentum": (lr, h.get("momentum", 0.0), l1, 2 * l2),
@@ -75,13 +79,12 @@ def _kernel_step(
             2 * l2,
         ),
         "adam": (
-            lr,
-            h.get("beta_1", 0.0),
-            1 - h.get("beta_1", 0.0),
-            h.get("beta_2", 0.0),
-            1 - h.get("beta_2", 0.0),
-            1 - h.get("beta_1", 0.0) ** step,
-            1 - h.get("beta_2", 0.0) ** step,
+            step_size,
+            beta_1,
+            1 - beta_1,
+            beta_2,
+            1 - beta_2,
+            root,
             h.get("epsilon", 0.0),
             l1,
             2 * l2,

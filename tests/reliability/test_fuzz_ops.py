@@ -297,11 +297,13 @@ def test_fuzz_optimizer_steps(backend: Any) -> None:
             m_scale = b1 * numpy.abs(first) + (1 - b1) * g
             v_scale = b2 * second + (1 - b2) * g * g
             corrected = 1 - b1**step
-            step_scale = lr * m_scale / corrected / (numpy.sqrt(want[3] / (1 - b2**step)) + eps)
+            ratio = m_scale / (numpy.sqrt(want[3] / (1 - b2**step)) + eps)
+            step_scale = lr / corrected * ratio
             param_floor = 2 * lr * tiny / corrected / eps
             states = ((2, "m", m_scale), (3, "v", v_scale))
-            # g * g overflowing makes v infinite and the step 0; lr * m_hat is formed first.
-            also = numpy.maximum(v_scale, max(lr, 1.0) * m_scale / corrected)
+            # g * g overflowing makes v infinite and the step 0; m / (sqrt(v) r + eps) is
+            # formed before the step size scales it.
+            also = numpy.maximum(v_scale, ratio)
         else:
             momentum = data.draw(FACTOR.filter(lambda m: m < 1))
             velocity = arrays_on[2] if momentum else None
