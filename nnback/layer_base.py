@@ -20,6 +20,9 @@ class Layer:
 
     trainable = False
     backend: Backend | None = None
+    #: The flat buffers this layer's parameters are views of, set by ``Sequential.build``
+    #: (see :mod:`nnback.parameter_pack`); None for a layer used on its own.
+    parameter_pack: Any = None
 
     def build(self, backend: Backend, dtype: Any, rng: numpy.random.Generator) -> None:
         """Attach the layer to a backend (and allocate its parameters, if any)."""

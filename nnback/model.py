@@ -23,6 +23,7 @@ from .layers import Dense, layer_from_config
 from .losses import CategoricalCrossentropy, Loss, get_loss
 from .metrics import Metric, get_metric
 from .optimizers import Optimizer, get_optimizer
+from .parameter_pack import ParameterPack
 from .validation import check_features, check_positive_int, check_X
 
 __all__ = ["Sequential"]
@@ -147,7 +148,14 @@ class Sequential:
             layer.build(chosen, self.dtype, self.rng)
         self._backend = chosen
         self._plan()
+        self._pack_parameters()
         return self
+
+    def _pack_parameters(self) -> None:
+        """Lay the parameters out in flat buffers, for one-call optimizer steps."""
+        pack = ParameterPack.pack(self.trainable_layers)
+        for layer in self.trainable_layers:
+            layer.parameter_pack = pack
 
     def _plan(self) -> None:
         """Decide which layers run as separate steps and which are fused into a Dense."""
@@ -337,6 +345,7 @@ class Sequential:
             layer.backend = new
         self._backend = new
         self._backend_choice = new
+        self._pack_parameters()
         return self
 
     def save(self, path: str | os.PathLike[str]) -> None:
