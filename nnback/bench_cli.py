@@ -87,7 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     other.add_argument(
         "--threshold", type=float, default=0.1, help="regression threshold (0.1 = 10%%)"
     )
-    other.add_argument("--stat", default="median", help="statistic to compare (median, mean, min)")
+    other.add_argument(
+        "--stat",
+        default="median",
+        help="statistic of the timed rounds for the table and --compare: median, min (the "
+        "best round; other load on a shared machine only adds time) or mean",
+    )
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -161,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
         return _compare(args)
     if args.report:
         document = load_results(args.report)
-        print(format_report(document, args.format, title=f"nnback bench report of {args.report}"))
+        title = f"nnback bench report of {args.report}"
+        print(format_report(document, args.format, title=title, stat=args.stat))
         if args.plot:
             _plot(document, args.plot)
         return 0
@@ -189,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     }
     scope = "full suite" if args.full else "quick subset"
     title = f"nnback bench ({scope}, {settings.samples:,} samples per training epoch)"
-    print(format_report(document, args.format, title=title))
+    print(format_report(document, args.format, title=title, stat=args.stat))
     if args.json:
         _write_json(document, args.json)
         print(f"wrote {args.json}", file=sys.stderr)

@@ -3,7 +3,8 @@
 One row per result; rows of the same work item (same work, dtype and batch size) sit
 together, one per runner. Columns:
 
-- ``median``: median time of one call (an epoch, a batch, an optimizer step);
+- ``median`` (or the statistic chosen, e.g. ``min``): the time of one call (an epoch, a
+  batch, an optimizer step) over the timed rounds; every other column uses the same one;
 - ``throughput``: the work per second (samples/s, µs per step, params/s, GFLOP/s, GB/s);
 - ``×numpy``, ``×torch``, ``×tuned``: speed-up over the NumPy reference backend, PyTorch as
   users run it and tuned PyTorch on the same item (their time / this time: > 1 is faster);
@@ -148,7 +149,7 @@ def format_time(seconds: float) -> str:
     return f"{seconds / 1e-9:.3g} ns"
 
 
-def format_throughput(entry: Entry) -> str:
+def format_throughput(entry: Entry, stat: str = "median") -> str:
     """The work per second in the unit of the entry."""
     if "peak_bytes" in entry.extra:
         return f"peak {entry.extra['peak_bytes'] / 2**20:.1f} MiB"
@@ -156,7 +157,7 @@ def format_throughput(entry: Entry) -> str:
         return "-"
     # A ceiling row shows the rate the fractions are read against: its fastest round.
     seconds = float(entry.stats.get("min") or 0.0) if entry.extra.get("ceiling_key") else 0.0
-    rate = entry.amount / (seconds or entry.value())
+    rate = entry.amount / (seconds or entry.value(stat))
     if entry.unit == "step":
         return f"{_number(1e6 / rate)} µs/step"
     if entry.unit == "flop":
@@ -166,7 +167,7 @@ def format_throughput(entry: Entry) -> str:
     return f"{_si(rate)} {entry.unit or 'unit'}s/s"
 
 
-def _ceiling_fraction(entry: Entry, rates: dict[str, tuple[str, float]]) -> str:
+def _ceiling_fraction(entry: Entry, rates: dict[str, tuple[str, float]], stat: str) -> str:
     key = entry.extra.get("ceiling")
     if not key or key not in rates or "peak_bytes" in entry.extra:
         return "-"
@@ -175,7 +176,7 @@ def _ceiling_fraction(entry: Entry, rates: dict[str, tuple[str, float]]) -> str:
     if not work:
         return "-"
     label = "gemm" if measure == "flops" else "bw"
-    return f"{100 * work / entry.value() / rate:.0f}% {label}"
+    return f"{100 * work / entry.value(stat) / rate:.0f}% {label}"
 
 
 def _notes(entry: Entry) -> str:
@@ -194,10 +195,10 @@ def _item_label(entry: Entry) -> str:
     return " ".join(part for part in (entry.work, entry.dtype, batch) if part)
 
 
-def _ratio(reference: Entry | None, entry: Entry) -> str:
+def _ratio(reference: Entry | None, entry: Entry, stat: str) -> str:
     if reference is None or "peak_bytes" in entry.extra:
         return "-"
-    return f"{reference.per_unit() / entry.per_unit():.2f}"
+    return f"{reference.per_unit(stat) / entry.per_unit(stat):.2f}"
 
 
 def _order(entries: list[Entry]) -> list[Entry]:
@@ -219,14 +220,17 @@ def _order(entries: list[Entry]) -> list[Entry]:
     )
 
 
-def table_rows(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the table (empty ×torch/×tuned columns left out)."""
+def table_rows(entries: list[Entry], stat: str = "median") -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the table (empty ×torch/×tuned columns left out).
+
+    ``stat`` is the statistic of the rounds every column uses (``median``, ``min``...).
+    """
     rates = ceiling_rates(entries)
     by_item: dict[tuple, dict[str, Entry]] = defaultdict(dict)
     for entry in entries:
         by_item[entry.item].setdefault(entry.runner, entry)
     runners = {e.runner for e in entries}
-    columns = ["work", "dtype", "batch", "runner", "median", "throughput", "×numpy"]
+    columns = ["work", "dtype", "batch", "runner", stat, "throughput", "×numpy"]
     columns += [
         label for label, peer in (("×torch", TORCH), ("×tuned", TORCH_TUNED)) if peer in runners
     ]
@@ -239,21 +243,21 @@ def table_rows(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
             "dtype": entry.dtype or "-",
             "batch": str(entry.batch) if entry.batch else "-",
             "runner": entry.runner,
-            "median": format_time(entry.value()),
-            "throughput": format_throughput(entry),
-            "×numpy": _ratio(peers.get(REFERENCE), entry),
-            "×torch": _ratio(peers.get(TORCH), entry),
-            "×tuned": _ratio(peers.get(TORCH_TUNED), entry),
-            "ceiling": _ceiling_fraction(entry, rates),
+            stat: format_time(entry.value(stat)),
+            "throughput": format_throughput(entry, stat),
+            "×numpy": _ratio(peers.get(REFERENCE), entry, stat),
+            "×torch": _ratio(peers.get(TORCH), entry, stat),
+            "×tuned": _ratio(peers.get(TORCH_TUNED), entry, stat),
+            "ceiling": _ceiling_fraction(entry, rates, stat),
             "notes": _notes(entry),
         }
         rows.append([cells[column] for column in columns])
     return columns, rows
 
 
-def format_table(entries: list[Entry], style: str = "text") -> str:
+def format_table(entries: list[Entry], style: str = "text", stat: str = "median") -> str:
     """The table as aligned text (work named once per item) or as a Markdown table."""
-    columns, rows = table_rows(entries)
+    columns, rows = table_rows(entries, stat)
     if style == "markdown":
         lines = ["| " + " | ".join(columns) + " |"]
         lines.append(
@@ -318,9 +322,17 @@ def format_skips(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_report(document: dict[str, Any], style: str = "text", title: str = "") -> str:
-    """The full report: a header naming the machine, the table, first calls and skips."""
+def format_report(
+    document: dict[str, Any], style: str = "text", title: str = "", stat: str = "median"
+) -> str:
+    """The full report: a header naming the machine, the table, first calls and skips.
+
+    ``stat``: the statistic of the timed rounds the table uses, ``median`` or ``min``
+    (the best round: on a shared machine, other load only ever adds time) or ``mean``.
+    """
     entries = entries_from(document)
+    if entries and any(stat not in e.stats for e in entries):
+        raise InputError(f"unknown statistic {stat!r}; expected median, min, mean or max")
     header = [
         title or "nnback bench",
         f"machine: {describe_machine(document.get('machine_info') or {})}",
@@ -332,6 +344,7 @@ def format_report(document: dict[str, Any], style: str = "text", title: str = ""
         "ceiling: share of the GEMM rate (gemm) or copy bandwidth (bw) measured in this run "
         "(ceiling rows show their best round)"
     )
-    parts = ["\n".join(header), format_table(entries, style) if entries else "(no timed results)"]
+    table = format_table(entries, style, stat) if entries else "(no timed results)"
+    parts = ["\n".join(header), table]
     parts += [text for text in (format_first_calls(entries), format_skips(document)) if text]
     return "\n\n".join(parts)
