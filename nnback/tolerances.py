@@ -144,10 +144,16 @@ _FACTORS: dict[str, tuple[float, float]] = {
     # activation with slope <= 1, except softmax, which turns an absolute error d of its
     # input into a relative error up to 2d on its output: 2 * 16 + 16 ~ 48 eps, rtol 64 eps.
     "dense_forward": (64, 64),
+    # The epilogue alone, on an exact input: the bias add (1/2 ulp) then the activation as
+    # in activation_forward, with softmax's input error doubled: rtol 32 eps, atol 1 eps.
+    "bias_activation_inplace": (32, 1),
     # dZ from activation_backward (8, 16 above); dW = X.T @ dZ and db = sum(dZ) reduce over
     # up to 64 rows of unit-scale dZ: measured <= 26 eps for 64 rows, <= 15 eps for 32;
     # dX = dZ @ W.T reduces over k_out. atol 64 eps, rtol 16 eps as for matmul.
     "dense_backward": (16, 64),
+    # dz as activation_backward (8, 16); db sums up to 64 rows of it (<= 26 eps measured,
+    # as dW above): rtol 16 eps, atol 32 eps.
+    "activation_bias_backward": (16, 32),
     # Loss value: a mean of up to 1024 positive terms (cross-entropies, squares, absolute
     # values); a naive float32 accumulation errs by ~ u * sqrt(N / 3) relative (9 eps for
     # N = 1024) with a 5-sigma tail near 45 eps; log/exp add ~1 ulp per term: rtol 64 eps.

@@ -240,14 +240,65 @@ class Backend:
         y : array (n, k_out)
         """
         z = self.matmul(x, w, out=out)
+        self.bias_activation_inplace(z, b, activation, alpha)
+        return z
+
+    def bias_activation_inplace(
+        self, z: Array, b: Array, activation: str = "linear", alpha: float = 0.01
+    ) -> None:
+        """The dense layer's forward epilogue, in place: ``z = activation(z + b)``.
+
+        Parameters
+        ----------
+        z : array (n, k)
+            The GEMM's output ``x @ w``; overwritten with the layer's output.
+        b : array (1, k)
+            The bias (any shape that broadcasts against ``z``).
+        activation : str
+        alpha : float
+            Negative slope for ``"leaky_relu"``.
+        """
+        _check_activation(activation)
         z += b
-        if activation == "linear":
-            return z
-        y = self.activation_forward(z, activation, alpha)
-        if out is None:
-            return y
-        out[...] = y
-        return out
+        if activation != "linear":
+            z[...] = self.activation_forward(z, activation, alpha)
+
+    def activation_bias_backward(
+        self,
+        dy: Array,
+        y: Array,
+        activation: str = "linear",
+        alpha: float = 0.01,
+        overwrite_dy: bool = False,
+        out_db: Array | None = None,
+    ) -> tuple[Array, Array]:
+        """The dense layer's backward epilogue: the pre-activation and bias gradients.
+
+        Parameters
+        ----------
+        dy : array (n, k)
+            Gradient of the loss with respect to the layer's output ``y``.
+        y : array (n, k)
+            The layer's output from the forward pass.
+        overwrite_dy : bool
+            The caller no longer needs ``dy``: a backend may write ``dz`` over it.
+        out_db : array (1, k), optional
+            Workspace for ``db``.
+
+        Returns
+        -------
+        dz : array (n, k)
+            ``activation_backward(dy, y)``. It may be ``dy`` itself when ``overwrite_dy``
+            is true, or when the activation is linear (``dy`` is then not modified).
+        db : array (1, k)
+            The column sums of ``dz``.
+        """
+        dz = self.activation_backward(dy, y, activation, alpha)
+        db = self.xp.sum(dz, axis=0, keepdims=True)
+        if out_db is not None:
+            out_db[...] = db
+            db = out_db
+        return dz, db
 
     def dense_backward(
         self,
@@ -286,12 +337,8 @@ class Backend:
         db : array (1, k_out)
         """
         out_dx, out_dw, out_db = out if out is not None else (None, None, None)
-        dz = self.activation_backward(dy, y, activation, alpha)
+        dz, db = self.activation_bias_backward(dy, y, activation, alpha, overwrite_dy, out_db)
         dw = self.matmul(x.T, dz, out=out_dw)
-        db = self.xp.sum(dz, axis=0, keepdims=True)
-        if out_db is not None:
-            out_db[...] = db
-            db = out_db
         dx = self.matmul(dz, w.T, out=out_dx) if need_dx else None
         return dx, dw, db
 

@@ -188,58 +188,38 @@ class CupyBackend(Backend):
         self._kernels.activation_grad(dy, y, dz, activation, _alpha(activation, alpha))
         return dz
 
-    def dense_forward(
-        self,
-        x: Array,
-        w: Array,
-        b: Array,
-        activation: str = "linear",
-        alpha: float = 0.01,
-        out: Array | None = None,
-    ) -> Array:
+    def bias_activation_inplace(
+        self, z: Array, b: Array, activation: str = "linear", alpha: float = 0.01
+    ) -> None:
+        # The GEMM before it is the base class's (cuBLAS into the workspace).
         ok = (
-            self._fits(w, b)
-            and w.ndim == 2
-            and self.is_array(x)
-            and x.dtype == w.dtype
-            and x.ndim == 2
-            and x.shape[0] > 0
-            and b.shape in ((w.shape[1],), (1, w.shape[1]))
-            and self._activation_ok(activation, alpha, w.dtype)
-            and (out is None or (self._fits(out, w) and out.shape == (x.shape[0], w.shape[1])))
+            self._fits(z, b)
+            and z.ndim == 2
+            and b.shape in ((z.shape[1],), (1, z.shape[1]))
+            and self._activation_ok(activation, alpha, z.dtype)
         )
         if not ok:
-            return super().dense_forward(x, w, b, activation, alpha, out)
-        z = self.matmul(x, w, out=out)  # cuBLAS; x may be strided or transposed
+            super().bias_activation_inplace(z, b, activation, alpha)
+            return
         self._kernels.bias_activation(z, b, z, activation, _alpha(activation, alpha))
-        return z
 
-    def dense_backward(
+    def activation_bias_backward(
         self,
         dy: Array,
-        x: Array,
-        w: Array,
         y: Array,
         activation: str = "linear",
         alpha: float = 0.01,
-        need_dx: bool = True,
         overwrite_dy: bool = False,
-        out: tuple[Array | None, Array | None, Array | None] | None = None,
-    ) -> tuple[Array | None, Array, Array]:
-        out_dx, out_dw, out_db = out if out is not None else (None, None, None)
+        out_db: Array | None = None,
+    ) -> tuple[Array, Array]:
         ok = (
             self._fits(dy, y)
             and dy.ndim == 2
             and dy.shape == y.shape
-            and self.is_array(x)
-            and self.is_array(w)
-            and x.dtype == w.dtype == dy.dtype
             and self._activation_ok(activation, alpha, dy.dtype)
         )
         if not ok:
-            return super().dense_backward(
-                dy, x, w, y, activation, alpha, need_dx, overwrite_dy, out
-            )
+            return super().activation_bias_backward(dy, y, activation, alpha, overwrite_dy, out_db)
         k = dy.shape[1]
         alpha = _alpha(activation, alpha)
         db = out_db
@@ -259,9 +239,7 @@ class CupyBackend(Backend):
         if out_db is not None and db is not out_db:
             out_db[...] = db
             db = out_db
-        dw = self.matmul(x.T, dz, out=out_dw)
-        dx = self.matmul(dz, w.T, out=out_dx) if need_dx else None
-        return dx, dw, db
+        return dz, db
 
     # ------------------------------------------------------------------------------------
     # Losses: per-row or per-chunk partial sums, then one fixed-order sum

@@ -21,8 +21,6 @@ import numpy
 
 from ..kernels.cpu import activations, dense, dropout, losses, optimizers, runtime
 from ..kernels.cpu.support import (
-    F32,
-    F64,
     TINY,
     bias_row,
     flat_views,
@@ -100,60 +98,37 @@ class NumbaBackend(Backend):
     # ------------------------------------------------------------------------------------
     # Dense layer
     # ------------------------------------------------------------------------------------
-    def dense_forward(
-        self,
-        x: Array,
-        w: Array,
-        b: Array,
-        activation: str = "linear",
-        alpha: float = 0.01,
-        out: Array | None = None,
-    ) -> Array:
+    def bias_activation_inplace(
+        self, z: Array, b: Array, activation: str = "linear", alpha: float = 0.01
+    ) -> None:
+        # The GEMM before it is the base class's (numpy.matmul into the workspace); this is
+        # the one pass over its output that the reference makes in two or three.
         kernel = activations.FORWARD_KERNELS.get(activation)
-        dtype = w.dtype if type(w) is numpy.ndarray else None
-        # x and w only meet BLAS (through numpy.matmul), which takes any strides; the
-        # kernel runs over the GEMM's output, so only it and the bias need checking.
+        dtype = float_dtype(z)
         ok = (
             kernel is not None
-            and dtype in (F32, F64)
-            and type(x) is numpy.ndarray
-            and x.dtype == dtype
-            and x.ndim == 2
-            and w.ndim == 2
-            and x.shape[1] == w.shape[0]
-            and x.shape[0] > 0
-            and w.shape[1] > 0
+            and dtype is not None
+            and nonempty_2d(z)
+            and writable(z)
             and is_real(alpha)
         )
-        bias = bias_row(b, dtype, w.shape[1]) if ok else None
-        if ok and out is not None:
-            ok = (
-                float_dtype(out) == dtype
-                and out.shape == (x.shape[0], w.shape[1])
-                and writable(out)
-            )
-        if not ok or bias is None:
-            return super().dense_forward(x, w, b, activation, alpha, out)
-        z = numpy.matmul(x, w, out=out)
-        if activation == "leaky_relu":
+        bias = bias_row(b, dtype, z.shape[1]) if ok else None
+        if bias is None:
+            super().bias_activation_inplace(z, b, activation, alpha)
+        elif activation == "leaky_relu":
             kernel(z, bias, None, float(alpha))
         else:
             kernel(z, bias, None)
-        return z
 
-    def dense_backward(
+    def activation_bias_backward(
         self,
         dy: Array,
-        x: Array,
-        w: Array,
         y: Array,
         activation: str = "linear",
         alpha: float = 0.01,
-        need_dx: bool = True,
         overwrite_dy: bool = False,
-        out: tuple[Array | None, Array | None, Array | None] | None = None,
-    ) -> tuple[Array | None, Array, Array]:
-        out_dx, out_dw, out_db = out if out is not None else (None, None, None)
+        out_db: Array | None = None,
+    ) -> tuple[Array, Array]:
         kernel = dense.BACKWARD_KERNELS.get(activation)
         dtype = float_dtype(dy, y)
         ok = (
@@ -161,40 +136,27 @@ class NumbaBackend(Backend):
             and dtype is not None
             and nonempty_2d(dy)
             and dy.shape == y.shape
-            and type(x) is numpy.ndarray
-            and type(w) is numpy.ndarray
-            and x.dtype == dtype
-            and w.dtype == dtype
-            and x.ndim == 2
-            and w.ndim == 2
-            and x.shape[0] == dy.shape[0]
-            and w.shape == (x.shape[1], dy.shape[1])
             and is_real(alpha)
         )
         k_out = dy.shape[-1] if ok else 0
         if ok and out_db is not None:
             ok = bias_row(out_db, dtype, k_out) is not None and writable(out_db)
         if not ok:
-            return super().dense_backward(
-                dy, x, w, y, activation, alpha, need_dx, overwrite_dy, out
-            )
+            return super().activation_bias_backward(dy, y, activation, alpha, overwrite_dy, out_db)
         db = numpy.empty((1, k_out), dtype=dtype) if out_db is None else out_db
         db_row = db.reshape(k_out)
         if kernel is None:
             # "linear": dz is dy itself (the reference's copy of it is never modified).
             dense.column_sums(dy, db_row)
-            dz = dy
+            return dy, db
+        # overwrite_dy: write dz over dy (it is read at the same index just before).
+        dz = dy if overwrite_dy and writable(dy) else numpy.empty_like(dy)
+        target = None if dz is dy else dz
+        if activation == "leaky_relu":
+            kernel(dy, y, target, db_row, float(alpha))
         else:
-            # overwrite_dy: write dz over dy (it is read at the same index just before).
-            dz = dy if overwrite_dy and writable(dy) else numpy.empty_like(dy)
-            target = None if dz is dy else dz
-            if activation == "leaky_relu":
-                kernel(dy, y, target, db_row, float(alpha))
-            else:
-                kernel(dy, y, target, db_row)
-        dw = numpy.matmul(x.T, dz, out=out_dw)
-        dx = numpy.matmul(dz, w.T, out=out_dx) if need_dx else None
-        return dx, dw, db
+            kernel(dy, y, target, db_row)
+        return dz, db
 
     # ------------------------------------------------------------------------------------
     # Losses

@@ -1,4 +1,4 @@
-"""Parity of the fused dense layer (forward and backward) and of matmul, with the reference."""
+"""Parity of the fused dense layer (forward and backward), its epilogues, and matmul."""
 
 from __future__ import annotations
 
@@ -101,6 +101,52 @@ def test_dense_backward(
         assert_unchanged(backend, dy, dy64, "dy")
     for name, arr, values in (("x", x, x64), ("w", w, w64), ("y", y, y64)):
         assert_unchanged(backend, arr, values, name)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_bias_activation_inplace(
+    backend: Backend,
+    reference: Backend,
+    rng: numpy.random.Generator,
+    dtype: numpy.dtype,
+    layout: str,
+    activation: str,
+) -> None:
+    z, z64 = make_input(backend, random_array(rng, (N, K_OUT), -3.0, 3.0), dtype, layout)
+    b, b64 = make_input(backend, random_array(rng, (1, K_OUT), -0.5, 0.5), dtype, layout)
+    assert backend.bias_activation_inplace(z, b, activation, alpha=0.05) is None
+    want = z64.copy()
+    reference.bias_activation_inplace(want, b64, activation, alpha=0.05)
+    assert_close("bias_activation_inplace", backend, z, want, dtype=dtype)
+    assert_unchanged(backend, b, b64, "b")
+
+
+@pytest.mark.parametrize("variant", ["plain", "overwrite_dy", "out_db"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_activation_bias_backward(
+    backend: Backend,
+    reference: Backend,
+    rng: numpy.random.Generator,
+    dtype: numpy.dtype,
+    layout: str,
+    activation: str,
+    variant: str,
+) -> None:
+    z64 = random_array(rng, (N, K_OUT), -3.0, 3.0)
+    y, y64 = make_input(backend, reference.activation_forward(z64, activation, 0.05), dtype, layout)
+    dy, dy64 = make_input(backend, random_array(rng, (N, K_OUT)), dtype, layout)
+    out_db = _workspace(backend, (1, K_OUT), dtype) if variant == "out_db" else None
+    dz, db = backend.activation_bias_backward(
+        dy, y, activation, 0.05, overwrite_dy=variant == "overwrite_dy", out_db=out_db
+    )
+    want_dz, want_db = reference.activation_bias_backward(dy64, y64, activation, 0.05)
+    assert_close("activation_bias_backward", backend, dz, want_dz, dtype=dtype, label="dz")
+    assert_close("activation_bias_backward", backend, db, want_db, dtype=dtype, label="db")
+    if out_db is not None:
+        assert db is out_db, "activation_bias_backward must return the workspace it was given"
+    if variant != "overwrite_dy":
+        assert_unchanged(backend, dy, dy64, "dy")
+    assert_unchanged(backend, y, y64, "y")
 
 
 @pytest.mark.parametrize("use_out", [False, True], ids=["new", "out"])

@@ -62,6 +62,12 @@ def _dense_backward(rng: numpy.random.Generator, **change: Any) -> Args:
     return (args["dy"], args["x"], args["w"], args["y"]), kwargs
 
 
+def _epilogue_backward(rng: numpy.random.Generator, **change: Any) -> Args:
+    """activation_bias_backward's arguments: dense_backward's without x and w."""
+    (dy, _, _, y), kwargs = _dense_backward(rng, **change)
+    return (dy, y), kwargs
+
+
 def _adam(rng: numpy.random.Generator, layout: Callable[[Any], Any] = lambda a: a) -> Args:
     p, g, m, v = (layout(_a(rng, K_IN, K_OUT)) for _ in range(4))
     v = numpy.abs(v)
@@ -98,34 +104,35 @@ CASES: dict[str, tuple[str, Callable[[numpy.random.Generator], Args], tuple[int,
     ),
     "softmax-float16": ("softmax", lambda r: ((_a(r, N, 3, dtype=numpy.float16),), {}), ()),
     "softmax-transposed": ("softmax", lambda r: ((_transposed(_a(r, N, 3)),), {}), ()),
-    "dense_forward-float64-bias": (
-        "dense_forward",
-        lambda r: ((_a(r, N, K_IN), _a(r, K_IN, K_OUT), _a(r, 1, K_OUT, dtype="f8"), "relu"), {}),
+    "bias_activation_inplace-float64-bias": (
+        "bias_activation_inplace",
+        lambda r: ((_a(r, N, K_OUT), _a(r, 1, K_OUT, dtype="f8"), "relu"), {}),
+        (0,),
+    ),
+    "bias_activation_inplace-strided-z": (
+        "bias_activation_inplace",
+        lambda r: ((_strided(_a(r, N, K_OUT)), _a(r, 1, K_OUT), "tanh"), {}),
+        (0,),
+    ),
+    "bias_activation_inplace-per-sample-bias": (
+        "bias_activation_inplace",
+        lambda r: ((_a(r, N, K_OUT), _a(r, N, K_OUT), "sigmoid"), {}),
+        (0,),
+    ),
+    "activation_bias_backward-strided-dy": (
+        "activation_bias_backward",
+        lambda r: _epilogue_backward(r, dy=_strided),
         (),
     ),
-    "dense_forward-strided-out": (
-        "dense_forward",
-        lambda r: (
-            (_a(r, N, K_IN), _a(r, K_IN, K_OUT), _a(r, 1, K_OUT), "tanh"),
-            {"out": _strided(numpy.zeros((N, K_OUT), F32))},
-        ),
+    "activation_bias_backward-float64-y": (
+        "activation_bias_backward",
+        lambda r: _epilogue_backward(r, y=lambda a: a.astype(numpy.float64)),
         (),
     ),
-    "dense_forward-per-sample-bias": (
-        "dense_forward",
-        lambda r: ((_a(r, N, K_IN), _a(r, K_IN, K_OUT), _a(r, N, K_OUT), "sigmoid"), {}),
-        (),
-    ),
-    "dense_backward-strided-dy": ("dense_backward", lambda r: _dense_backward(r, dy=_strided), ()),
-    "dense_backward-float64-y": (
-        "dense_backward",
-        lambda r: _dense_backward(r, y=lambda a: a.astype(numpy.float64)),
-        (),
-    ),
-    "dense_backward-strided-db-out": (
-        "dense_backward",
-        lambda r: _dense_backward(
-            r, out=(None, None, numpy.zeros((1, 2 * K_OUT), F32)[:, ::2]), activation="softmax"
+    "activation_bias_backward-strided-db-out": (
+        "activation_bias_backward",
+        lambda r: _epilogue_backward(
+            r, out_db=numpy.zeros((1, 2 * K_OUT), F32)[:, ::2], activation="softmax"
         ),
         (),
     ),
@@ -283,10 +290,7 @@ def test_dropout_fallback_keeps_the_dtype(numba_backend: Any, fallbacks: list[st
     [
         ("activation_forward", (numpy.ones((2, 2), F32), "swish")),
         ("activation_backward", (numpy.ones((2, 2), F32), numpy.ones((2, 2), F32), "gelu")),
-        (
-            "dense_forward",
-            (numpy.ones((2, 2), F32), numpy.ones((2, 2), F32), numpy.ones(2, F32), "selu"),
-        ),
+        ("bias_activation_inplace", (numpy.ones((2, 2), F32), numpy.ones(2, F32), "selu")),
     ],
 )
 def test_unknown_activation_raises_through_the_reference(
