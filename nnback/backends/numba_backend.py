@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy
 
-from ..kernels.cpu import activations, dense, dropout, losses, optimizers, runtime
+from ..kernels.cpu import activations, dense, dropout, losses, metrics, optimizers, runtime
 from ..kernels.cpu.support import (
     TINY,
     bias_row,
@@ -223,6 +223,19 @@ class NumbaBackend(Backend):
     ) -> tuple[Array, Array | None]:
         result = self._elementwise_loss(losses.mean_absolute_error, y_pred, y_true, with_grad)
         return result or super().mean_absolute_error(y_pred, y_true, with_grad)
+
+    # ------------------------------------------------------------------------------------
+    # Metrics
+    # ------------------------------------------------------------------------------------
+    def count_correct(self, y_pred: Array, y_true: Array) -> Array:
+        # Several columns and integer labels (accuracy in training, every step): one pass
+        # instead of argmax, compare and sum. Thresholded and one-hot cases: the reference.
+        labels = None
+        if float_dtype(y_pred) is not None and nonempty_2d(y_pred) and y_pred.shape[1] > 1:
+            labels = int64_labels(y_true, y_pred.shape[0])
+        if labels is None:
+            return super().count_correct(y_pred, y_true)
+        return numpy.int64(metrics.count_argmax_matches(y_pred, labels))
 
     # ------------------------------------------------------------------------------------
     # Dropout

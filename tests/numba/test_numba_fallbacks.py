@@ -136,6 +136,16 @@ CASES: dict[str, tuple[str, Callable[[numpy.random.Generator], Args], tuple[int,
         ),
         (),
     ),
+    "count_correct-onehot": (
+        "count_correct",
+        lambda r: ((_a(r, N, K_OUT), numpy.eye(K_OUT, dtype=F32)[_labels(r)]), {}),
+        (),
+    ),
+    "count_correct-one-column": (
+        "count_correct",
+        lambda r: ((_probs(r)[:, :1].copy(), (_labels(r) % 2).astype(F32)), {}),
+        (),
+    ),
     "softmax_crossentropy-negative-labels": (
         "softmax_crossentropy",
         lambda r: ((_a(r, N, K_OUT), _labels(r, low=-K_OUT)), {}),
@@ -230,7 +240,7 @@ def test_every_override_has_a_fallback_case(overridden_ops: list[str]) -> None:
     covered = {op for op, _, _ in CASES.values()}
     missing = set(overridden_ops) - covered
     assert not missing, f"no fallback case for {sorted(missing)}"
-    assert len(overridden_ops) == 16
+    assert len(overridden_ops) == 17
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -259,6 +269,7 @@ def test_contiguous_twin_takes_the_kernel(numba_backend: Any, fallbacks: list[st
     numba_backend.activation_backward(y, y, "sigmoid")
     numba_backend.softmax(y)
     numba_backend.softmax_crossentropy(y, _labels(rng))
+    numba_backend.count_correct(y, _labels(rng))
     numba_backend.categorical_crossentropy(_probs(rng), _labels(rng))
     numba_backend.binary_crossentropy(_probs(rng), _probs(rng))
     numba_backend.mean_squared_error(y, y)

@@ -232,3 +232,23 @@ def test_adam_float32_flushes_subnormal_moments_like_the_reference(
         numpy.testing.assert_array_equal(got, want)
     assert (mine[1][:8] == 0).all() and (mine[2][:8] == 0).all(), "decayed moments not flushed"
     assert (mine[1][8:] != 0).all() and (mine[2][8:] >= tiny).all()
+
+
+def test_count_correct_matches_numpy_argmax_on_ties_nan_and_odd_labels(
+    numba_backend: Backend,
+) -> None:
+    scores = numpy.array(
+        [
+            [1.0, 3.0, 3.0],  # tie: the first maximum
+            [numpy.nan, 5.0, 1.0],  # NaN first: index 0
+            [2.0, numpy.nan, 9.0],  # a NaN wins over a larger value after it
+            [-numpy.inf, -numpy.inf, -numpy.inf],
+            [0.0, -1.0, 4.0],
+        ],
+        dtype="f4",
+    )
+    for labels in ([1, 0, 1, 0, 2], [2, 1, 2, 5, -1], [1, 0, 1, 0, 2][::-1]):
+        y = numpy.array(labels, dtype=numpy.int32)
+        want = int(numpy.sum(numpy.argmax(scores, axis=1) == y))
+        got = numba_backend.count_correct(scores, y)
+        assert int(got) == want and numpy.asarray(got).dtype == numpy.int64
