@@ -214,8 +214,8 @@ def _on_compile_start() -> None:
             return
         _notice_printed = True
     print(
-        "nnback: compiling the numba backend's kernels (first run, or after an upgrade); "
-        "they are cached on disk, so later runs start in well under a second",
+        "nnback: compiling the numba backend's kernels (first run, or after an upgrade: "
+        "a few seconds); they are cached on disk for later runs",
         file=sys.stderr,
         flush=True,
     )
