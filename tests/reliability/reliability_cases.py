@@ -52,8 +52,8 @@ def fit(X: Any = X, y: Any = Y, model: nb.Sequential | None = None, **kwargs: An
     return model.fit(X, y, **kwargs)
 
 
-def _fitted() -> nb.Sequential:
-    model = mlp()
+def _fitted(backend: Any = None) -> nb.Sequential:
+    model = mlp(backend=backend)
     fit(model=model)
     return model
 
@@ -283,7 +283,7 @@ CASES: list[Case] = [
     ),
     _case(
         "strict-array-into-numpy",
-        lambda mp, tmp: fit(X=StrictBackend().asarray(X)),
+        lambda mp, tmp: fit(X=StrictBackend().asarray(X), model=mlp(backend="numpy")),
         E,
         "X:",
         "NumPy array or an array of the model's 'numpy' backend",
@@ -292,7 +292,7 @@ CASES: list[Case] = [
     ),
     _case(
         "fake-cupy-into-numpy",
-        lambda mp, tmp: _fitted().predict(_fake_cupy_array()),
+        lambda mp, tmp: _fitted("numpy").predict(_fake_cupy_array()),
         E,
         "X:",
         "'numpy' backend",
