@@ -51,6 +51,22 @@ def test_a_tiny_run_prints_the_table_and_saves_json(
     assert saved["nnback_settings"]["filter"] == "softmax_crossentropy"
 
 
+@pytest.mark.parametrize("same_process", [False, True])
+def test_training_epochs_run_in_a_worker_unless_asked_not_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], same_process: bool
+) -> None:
+    out = tmp_path / "run.json"
+    argv = ["--backends", "numpy", "--no-peers", "--filter", "train_step_overhead"]
+    argv += ["--samples", "64", "--rounds", "1", "--json", str(out), "--quiet"]
+    assert bench_main(argv + (["--same-process"] if same_process else [])) == 0
+    (epoch,) = [b for b in json.loads(out.read_text())["benchmarks"] if "ceiling" not in b["group"]]
+    assert epoch["extra_info"].get("isolated", False) is not same_process
+    # The same run read by its best round: the time column is named after the statistic.
+    capsys.readouterr()
+    assert bench_main(["--report", str(out), "--stat", "min"]) == 0
+    assert " min " in capsys.readouterr().out.split("------")[0]
+
+
 def test_report_of_a_saved_run_in_markdown(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
