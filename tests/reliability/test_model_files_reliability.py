@@ -70,7 +70,11 @@ def _kill_during_saves(path: Path, delay: float) -> tuple[list[str], int]:
         child.send_signal(signal.SIGKILL)
     finally:
         child.kill()
-        out, _ = child.communicate(timeout=60)
+        # Read the rest through the same buffered reader: readline() may already hold the
+        # next lines ("begin 2" read along with "end 1"), which communicate() would skip,
+        # since with a timeout it reads the raw pipe.
+        out = child.stdout.read()
+        child.wait(timeout=60)
     lines += out.splitlines()
     last_end = max(int(line.split()[1]) for line in lines if line.startswith("end"))
     return lines, last_end
