@@ -113,8 +113,14 @@ class ParameterPack:
             backend.empty((total,), first.dtype),
             backend.empty((total,), first.dtype),
         )
-        # Grouped by regularization (stable), so that each group is one contiguous run.
-        order = sorted(range(len(found)), key=lambda i: _group_rank(found, i))
+        # Laid out grouped by regularization (groups in order of first appearance), so that
+        # each group is one contiguous run; entries stay in layer order, as parameters()
+        # lists them, for runs() to check against.
+        first: dict[tuple[float, float], int] = {}
+        for index, item in enumerate(found):
+            first.setdefault((item[3], item[4]), index)
+        order = sorted(range(len(found)), key=lambda i: (first[found[i][3], found[i][4]], i))
+        entries: list[_Entry | None] = [None] * len(found)
         offset = 0
         for index in order:
             layer, name, value, _, _ = found[index]
@@ -123,10 +129,9 @@ class ParameterPack:
             new_grad = pack.grad[offset : offset + size].reshape(shape)
             backend.copy_into_inplace(new_value, value)
             setattr(layer, name, new_value)
-            pack.entries.append(_Entry(layer, name, new_value, new_grad, offset, size))
+            entries[index] = _Entry(layer, name, new_value, new_grad, offset, size)
             offset += size
-        # Back to layer order, for checking against layer.parameters() in that order.
-        pack.entries.sort(key=lambda e: (trainable.index(e.layer), _position(e)))
+        pack.entries = [entry for entry in entries if entry is not None]
         return pack
 
     def runs(self, layers: list[Any]) -> list[Run] | None:
@@ -176,18 +181,6 @@ class ParameterPack:
             else:
                 runs.append(Run(start, stop, l1, l2))
         return runs
-
-
-def _group_rank(found: list[tuple[Any, str, Array, float, float]], index: int) -> tuple:
-    """Sort key: the first appearance of this parameter's regularization, then its place."""
-    key = (found[index][3], found[index][4])
-    first = next(i for i, item in enumerate(found) if (item[3], item[4]) == key)
-    return (first, index)
-
-
-def _position(entry: _Entry) -> int:
-    names = [name for name, *_ in entry.layer.parameters()]
-    return names.index(entry.name)
 
 
 class FlatState:

@@ -189,6 +189,8 @@ def _finish(prepared: Prepared | None) -> dict[str, Any]:
 def measure(work: Workload, options: TimingOptions | None = None) -> Result:
     """Set up, warm up and time one workload with the quick runner's own loop."""
     options = options or TimingOptions()
+    if work.long:  # one rule for the rounds of long workloads, alone or taking turns
+        return measure_interleaved([work], options)[0]
     if work.skip:
         return Result(work, skipped=work.skip)
     prepared: Prepared | None = None
@@ -197,12 +199,7 @@ def measure(work: Workload, options: TimingOptions | None = None) -> Result:
         result = Result(
             work, first_call_s=_first_call(prepared), first_call_amount=prepared.warmup_amount
         )
-        if work.long:
-            rounds = max(1, min(options.long_rounds, work.max_rounds or options.long_rounds))
-            result.times = [_timed(prepared.run)]
-            while len(result.times) < rounds and sum(result.times) < options.long_budget:
-                result.times.append(_timed(prepared.run))
-        elif work.provides is not None:
+        if work.provides is not None:
             # A ceiling is the best the machine does: time single calls, many of them, so
             # that the fastest one escapes the noise of a busy machine.
             ceiling_options = dataclasses.replace(
@@ -254,10 +251,11 @@ def measure_interleaved(
 
     Everything is set up and warmed up first; then each round times one call of every
     workload in turn (A B C A B C ...), with a pause of ``options.settle`` seconds before
-    each call so that the previous runner's idle threads have gone to sleep. A slow spell
-    of a shared machine then falls on every runner alike instead of on whichever was
-    being timed, which is what makes same-run ratios fair. Each workload gets the same
-    number of rounds: another round while the fastest has spent under ``long_budget``.
+    each call (when several take turns) so that the previous runner's idle threads have
+    gone to sleep. A slow spell of a shared machine then falls on every runner alike
+    instead of on whichever was being timed, which is what makes same-run ratios fair.
+    Each workload gets the same number of rounds: another round while the fastest has
+    spent under ``long_budget``.
     """
     options = options or TimingOptions()
     results = [Result(work) for work in works]
@@ -271,7 +269,8 @@ def measure_interleaved(
         )
         while active:
             for i in list(active):
-                time.sleep(options.settle)
+                if len(active) > 1:  # nothing else ran since this runner's last call
+                    time.sleep(options.settle)
                 try:
                     results[i].times.append(_timed(prepared[i].run))  # type: ignore[union-attr]
                 except Exception as exc:

@@ -85,7 +85,9 @@ def test_plot_draws_a_chart(
     make_document: Factory,
     write_json: Callable[[str, dict[str, Any]], str],
 ) -> None:
-    pytest.importorskip("matplotlib")
+    pytest.importorskip(
+        "matplotlib", reason="matplotlib is not installed: pip install 'nnback[plot]'"
+    )
     doc = make_document(make_entry("op", "numpy", 2e-3), make_entry("op", "numba", 1e-3))
     picture = tmp_path / "chart.png"
     assert bench_main(["--report", write_json("r.json", doc), "--plot", str(picture)]) == 0

@@ -222,7 +222,9 @@ def test_pytest_benchmark_bridge_records_group_facts_and_first_call() -> None:
 
 @pytest.mark.slow
 def test_every_peer_family_sets_up_and_runs_once() -> None:
-    pytest.importorskip("torch")
+    pytest.importorskip(
+        "torch", reason="PyTorch is not installed: pip install torch (the CPU build is enough)"
+    )
     settings = Settings(samples=256, real_epochs=1, backends=NUMPY_ONLY, peers=True)
     first: dict[tuple[str, str], Workload] = {}
     for work in all_workloads(settings, with_ceiling=False):

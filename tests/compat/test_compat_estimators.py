@@ -14,7 +14,10 @@ import nnback
 from nnback.estimators import MLPClassifier as Classifier
 from nnback.estimators import MLPRegressor as Regressor
 
-sklearn_checks = pytest.importorskip("sklearn.utils.estimator_checks")
+sklearn_checks = pytest.importorskip(
+    "sklearn.utils.estimator_checks",
+    reason="scikit-learn is not installed: pip install -e '.[dev]'",
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -137,7 +137,9 @@ def test_blas_facts_without_threadpoolctl(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_info_reports_threads_and_blas() -> None:
-    pytest.importorskip("threadpoolctl")
+    pytest.importorskip(
+        "threadpoolctl", reason="threadpoolctl is not installed: pip install -e '.[dev]'"
+    )
     from nnback.backends.numba_backend import NumbaBackend
 
     facts = NumbaBackend().info()

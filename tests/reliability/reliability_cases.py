@@ -101,7 +101,8 @@ def _env_unknown(mp: pytest.MonkeyPatch, tmp: Path) -> None:
 
 
 def _fake_cupy_array() -> Any:
-    fake_cupy = pytest.importorskip("nnback.testing.fake_cupy")
+    from nnback.testing import fake_cupy  # numpy only: it loads wherever nnback does
+
     return fake_cupy.FakeCupy().asarray(X)
 
 

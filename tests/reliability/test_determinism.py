@@ -23,7 +23,9 @@ from reliability_helpers import blobs, weights_equal
 
 import nnback as nb
 
-threadpoolctl = pytest.importorskip("threadpoolctl")
+threadpoolctl = pytest.importorskip(
+    "threadpoolctl", reason="threadpoolctl is not installed: pip install -e '.[dev]'"
+)
 
 X, Y = blobs(n=96, features=6, classes=4)
 

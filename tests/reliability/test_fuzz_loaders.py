@@ -20,9 +20,13 @@ import nnback as nb
 from nnback.datasets.idx import IDX_DTYPES, IDXFormatError, read_idx, write_idx
 
 # hypothesis is a dev dependency: without it these tests skip instead of failing.
-hypothesis = pytest.importorskip("hypothesis")
+hypothesis = pytest.importorskip(
+    "hypothesis", reason="hypothesis is not installed: pip install -e '.[dev]'"
+)
 given = hypothesis.given
-st = pytest.importorskip("hypothesis.strategies")
+st = pytest.importorskip(
+    "hypothesis.strategies", reason="hypothesis is not installed: pip install -e '.[dev]'"
+)
 
 
 @st.composite

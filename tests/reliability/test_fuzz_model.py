@@ -28,9 +28,13 @@ import nnback as nb
 from nnback.activations import get_activation
 
 # hypothesis is a dev dependency: without it these tests skip instead of failing.
-hypothesis = pytest.importorskip("hypothesis")
+hypothesis = pytest.importorskip(
+    "hypothesis", reason="hypothesis is not installed: pip install -e '.[dev]'"
+)
 given = hypothesis.given
-st = pytest.importorskip("hypothesis.strategies")
+st = pytest.importorskip(
+    "hypothesis.strategies", reason="hypothesis is not installed: pip install -e '.[dev]'"
+)
 
 OPTIMIZERS = {"sgd": nb.SGD, "adam": nb.Adam, "rmsprop": nb.RMSprop, "adagrad": nb.AdaGrad}
 # Output activations that fit each loss (others are a fault: the loss does not fit).

@@ -29,11 +29,17 @@ from nnback.testing import LAYOUTS, on_backend, to_host
 from nnback.tolerances import get_tolerance
 
 # hypothesis is a dev dependency: without it these tests skip instead of failing.
-hypothesis = pytest.importorskip("hypothesis")
+hypothesis = pytest.importorskip(
+    "hypothesis", reason="hypothesis is not installed: pip install -e '.[dev]'"
+)
 assume = hypothesis.assume
 given = hypothesis.given
-st = pytest.importorskip("hypothesis.strategies")
-hnp = pytest.importorskip("hypothesis.extra.numpy")
+st = pytest.importorskip(
+    "hypothesis.strategies", reason="hypothesis is not installed: pip install -e '.[dev]'"
+)
+hnp = pytest.importorskip(
+    "hypothesis.extra.numpy", reason="hypothesis is not installed: pip install -e '.[dev]'"
+)
 
 REFERENCE = get_backend("numpy")
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh")
