@@ -6,6 +6,9 @@
 // is drawn on the host (numpy.random.Generator) and copied to the device, so every backend
 // drops the same units; this kernel only applies it. Masks of x's dtype and bool masks
 // (stored as one byte, 0 or 1) are read directly; the launcher casts any other mask first.
+// dropout_apply_planned_*_b8 is the same for a captured training step: the masks of every
+// step of the epoch are drawn up front (in the eager loop's order) and uploaded as one bool
+// array, and step state[0] (step.cu) reads the `size` bytes at state[0] * size.
 #include "common.cuh"
 
 template <typename T, typename M>
@@ -33,4 +36,14 @@ extern "C" __global__ void dropout_apply_f32_b8(const float* x, const bool* keep
 extern "C" __global__ void dropout_apply_f64_b8(const double* x, const bool* keep_mask,
                                                 double* out, long long size, double scale) {
     dropout_apply<double, bool>(x, keep_mask, out, size, scale);
+}
+extern "C" __global__ void dropout_apply_planned_f32_b8(const float* x, const bool* masks,
+                                                        float* out, long long size, double scale,
+                                                        const long long* state) {
+    dropout_apply<float, bool>(x, masks + state[0] * size, out, size, scale);
+}
+extern "C" __global__ void dropout_apply_planned_f64_b8(const double* x, const bool* masks,
+                                                        double* out, long long size, double scale,
+                                                        const long long* state) {
+    dropout_apply<double, bool>(x, masks + state[0] * size, out, size, scale);
 }

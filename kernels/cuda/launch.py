@@ -77,13 +77,24 @@ class KernelRunner:
         """
         function = self._functions.get(kernel)
         if function is None:
-            with self._lock:
+            function = self.function(module, kernel)
+        function(grid, block, tuple(NULL if arg is None else arg for arg in args))
+
+    def function(self, module: str, kernel: str) -> Any:
+        """The compiled ``kernel`` of ``module``.cu (compiled and loaded on first use).
+
+        A captured step resolves its kernels through this before the capture begins, so
+        nothing is compiled or loaded while a stream is capturing.
+        """
+        with self._lock:
+            function = self._functions.get(kernel)
+            if function is None:
                 raw = self._modules.get(module)
                 if raw is None:
                     raw = self.xp.RawModule(code=load_source(module), options=COMPILE_OPTIONS)
                     self._modules[module] = raw
                 function = self._functions[kernel] = raw.get_function(kernel)
-        function(grid, block, tuple(NULL if arg is None else arg for arg in args))
+            return function
 
     def grid(self, work: int, per_block: int = BLOCK) -> tuple[int]:
         """A 1-D grid for ``work`` items of ``per_block`` per block, capped per device."""
@@ -118,17 +129,28 @@ class KernelRunner:
         self.launch("dense", f"act_backward_{s}", self.grid(n * k), (BLOCK,), *args)
 
     def bias_grad(
-        self, dy: Any, y: Any | None, dz: Any | None, db: Any, activation: str, alpha: float
+        self,
+        dy: Any,
+        y: Any | None,
+        dz: Any | None,
+        db: Any,
+        activation: str,
+        alpha: float,
+        partial: Any | None = None,
     ) -> None:
         """``dz = activation_backward(dy, y)`` (unless dz is None) and ``db = sum(dz, 0)``.
 
         y None means linear (dz is dy itself); db is a contiguous (k,) or (1, k) array.
+        ``partial`` is a workspace of :meth:`bias_grad_chunks` rows (allocated if None).
         """
         n, k = dy.shape
         s = SUFFIX[dy.dtype]
-        chunks = -(-n // ROWS_PER_CHUNK)
+        chunks = self.bias_grad_chunks(n)
         # One chunk: the partial sums are db itself and the second stage is skipped.
-        partial = db if chunks == 1 else self.xp.empty((chunks, k), dtype=dy.dtype)
+        if chunks == 1:
+            partial = db
+        elif partial is None:
+            partial = self.xp.empty((chunks, k), dtype=dy.dtype)
         tiles = -(-k // COLUMN_BLOCK[0])
         grid = (min(tiles, self.grid(k, COLUMN_BLOCK[0])[0]), min(chunks, _MAX_GRID_Y))
         code = _I32(ACTIVATION_CODES.get(activation, 0))
@@ -138,10 +160,16 @@ class KernelRunner:
             args = (partial, db, _I64(chunks), _I64(k))
             self.launch("dense", f"column_sum_{s}", self.grid(k), (BLOCK,), *args)
 
+    @staticmethod
+    def bias_grad_chunks(n: int) -> int:
+        """Rows of the partial sums :meth:`bias_grad` needs for ``n`` rows (1: none)."""
+        return -(-n // ROWS_PER_CHUNK)
+
     # ---- losses -----------------------------------------------------------------------------
-    def _finalize(self, values: Any, divisor: int, negate: bool) -> Any:
+    def _finalize(self, values: Any, divisor: int, negate: bool, loss: Any | None = None) -> Any:
         """The 0-d loss: ``(-1 if negate) * sum(values) / divisor``, summed by one block."""
-        loss = self.xp.empty((), dtype=values.dtype)
+        if loss is None:
+            loss = self.xp.empty((), dtype=values.dtype)
         args = (values, _I64(values.size), loss, _F64(divisor), _I32(int(negate)))
         # One block, of about as many threads as values (up to MAX_BLOCK): the order then
         # depends on the number of values only.
@@ -149,10 +177,18 @@ class KernelRunner:
         self.launch("losses", f"finalize_mean_{SUFFIX[values.dtype]}", (1,), block, *args)
         return loss
 
-    def softmax_crossentropy(self, logits: Any, y_true: Any, grad: Any | None) -> Any:
+    def softmax_crossentropy(
+        self,
+        logits: Any,
+        y_true: Any,
+        grad: Any | None,
+        rows: Any | None = None,
+        loss: Any | None = None,
+    ) -> Any:
         """The loss (0-d), writing ``(softmax - onehot) / n`` into grad unless None.
 
         ``y_true`` is int32/int64 labels (n,) or one-hot rows of logits' dtype (n, k).
+        ``rows`` (n,) and the 0-d ``loss`` are workspaces (allocated if None).
         """
         n, k = logits.shape
         s = SUFFIX[logits.dtype]
@@ -160,10 +196,11 @@ class KernelRunner:
         kernel = f"softmax_xent_onehot_{s}"
         if labels:
             kernel = f"softmax_xent_labels_{s}_{LABEL_SUFFIX[y_true.dtype]}"
-        rows = self.xp.empty((n,), dtype=logits.dtype)
+        if rows is None:
+            rows = self.xp.empty((n,), dtype=logits.dtype)
         args = (logits, y_true, grad, rows, _I64(n), _I64(k))
         self.launch("losses", kernel, self.grid(n, 1), (row_block(k),), *args)
-        return self._finalize(rows, n, negate=not labels)
+        return self._finalize(rows, n, not labels, loss)
 
     def elementwise_loss(
         self,
@@ -173,21 +210,34 @@ class KernelRunner:
         grad: Any | None,
         *constants: float,
         negate: bool = False,
+        partial: Any | None = None,
+        loss: Any | None = None,
     ) -> Any:
-        """``bce``/``mse``/``mae_loss_grad``: the 0-d loss, the gradient into grad if given."""
+        """``bce``/``mse``/``mae_loss_grad``: the 0-d loss, the gradient into grad if given.
+
+        ``partial`` (:meth:`loss_chunks` values) and the 0-d ``loss`` are workspaces.
+        """
         size = y_pred.size
-        chunks = -(-size // LOSS_CHUNK)
-        partial = self.xp.empty((chunks,), dtype=y_pred.dtype)
+        chunks = self.loss_chunks(size)
+        if partial is None:
+            partial = self.xp.empty((chunks,), dtype=y_pred.dtype)
         scalars = (_I64(size), _I64(LOSS_CHUNK), *(_F64(c) for c in constants))
         kernel = f"{kernel}_{SUFFIX[y_pred.dtype]}"
         args = (y_pred, y_true, grad, partial, *scalars)
         self.launch("losses", kernel, self.grid(chunks, 1), (BLOCK,), *args)
-        return self._finalize(partial, size, negate)
+        return self._finalize(partial, size, negate, loss)
+
+    @staticmethod
+    def loss_chunks(size: int) -> int:
+        """Partial sums :meth:`elementwise_loss` needs for ``size`` elements."""
+        return -(-size // LOSS_CHUNK)
 
     # ---- dropout and optimizer steps ----------------------------------------------------------
-    def dropout(self, x: Any, keep_mask: Any, scale: float) -> Any:
-        """``x * keep_mask * scale`` into a new array; the mask is bool or of x's dtype."""
-        out = self.xp.empty_like(x)
+    def dropout(self, x: Any, keep_mask: Any, scale: float, out: Any | None = None) -> Any:
+        """``x * keep_mask * scale`` into ``out`` (a new array if None); the mask is bool or
+        of x's dtype."""
+        if out is None:
+            out = self.xp.empty_like(x)
         kernel = f"dropout_apply_{SUFFIX[x.dtype]}" + ("_b8" if keep_mask.dtype == bool else "")
         args = (x, keep_mask, out, _I64(x.size), _F64(scale))
         self.launch("dropout", kernel, self.grid(x.size), (BLOCK,), *args)
@@ -199,3 +249,56 @@ class KernelRunner:
         kernel = f"{kernel}_{SUFFIX[arrays[0].dtype]}"
         args = (*arrays, _I64(size), *(_F64(c) for c in constants))
         self.launch("optimizers", kernel, self.grid(size), (BLOCK,), *args)
+
+    # ---- a planned (captured) step: per-step values read from the device books ----------------
+    def planned_step(
+        self, kernel: str, arrays: tuple[Any, ...], table: Any, state: Any, *constants: float
+    ) -> None:
+        """``<kernel>_planned``: :meth:`step` with the per-step scalars from ``table``."""
+        size = arrays[0].size
+        kernel = f"{kernel}_planned_{SUFFIX[arrays[0].dtype]}"
+        args = (*arrays, _I64(size), table, state, *(_F64(c) for c in constants))
+        self.launch("optimizers", kernel, self.grid(size), (BLOCK,), *args)
+
+    def planned_dropout(self, x: Any, masks: Any, out: Any, scale: float, state: Any) -> None:
+        """:meth:`dropout` with the bool mask of step ``state[0]`` from an epoch's masks."""
+        kernel = f"dropout_apply_planned_{SUFFIX[x.dtype]}_b8"
+        args = (x, masks, out, _I64(x.size), _F64(scale), state)
+        self.launch("dropout", kernel, self.grid(x.size), (BLOCK,), *args)
+
+    def gather_rows(self, src: Any, order: Any, state: Any, out: Any) -> None:
+        """``out = src[order[state[0] * n : (state[0] + 1) * n]]`` for n = len(out)."""
+        n = out.shape[0]
+        k = out.size // n
+        suffix = {**SUFFIX, **{numpy.dtype(numpy.int64): "i64"}}[src.dtype]
+        args = (src, order, state, out, _I64(n), _I64(k))
+        self.launch("step", f"gather_rows_{suffix}", self.grid(n * k), (BLOCK,), *args)
+
+    def step_books(self, loss: Any, n: int, state: Any, sums: Any) -> None:
+        """Add the step's loss to the books, or raise the non-finite flag (one thread)."""
+        args = (loss, _I64(n), state, sums)
+        self.launch("step", f"step_books_{SUFFIX[loss.dtype]}", (1,), (32,), *args)
+
+    def step_advance(self, state: Any) -> None:
+        """Move the books' cursor to the next step (one thread)."""
+        self.launch("step", "step_advance", (1,), (32,), state)
+
+    def count(self, kind: str, pred: Any, truth: Any, state: Any, tolerance: float = 0.0) -> None:
+        """Add the correct predictions of a batch to ``state[3]``, in one block.
+
+        ``kind``: ``"labels"`` (argmax against int64 labels), ``"onehot"`` (argmax against
+        the argmax of the targets), ``"threshold"`` (one column, 0.5) or ``"within"``
+        (``|pred - truth| < tolerance`` element by element).
+        """
+        s = SUFFIX[pred.dtype]
+        n = pred.shape[0]
+        k = pred.size // n
+        block = (row_block(pred.size if kind == "within" else n),)
+        if kind in ("labels", "onehot"):
+            args: tuple[Any, ...] = (pred, truth, _I64(n), _I64(k), state)
+            self.launch("step", f"count_argmax_{kind}_{s}", (1,), block, *args)
+        elif kind == "threshold":
+            self.launch("step", f"count_threshold_{s}", (1,), block, pred, truth, _I64(n), state)
+        else:
+            args = (pred, truth, _I64(pred.size), _F64(tolerance), state)
+            self.launch("step", f"count_within_{s}", (1,), block, *args)

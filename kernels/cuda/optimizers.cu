@@ -17,6 +17,12 @@
 // reference computes them (Backend.adam_update_inplace, adam_scalars), then rounded
 // to T like every Python scalar meeting a T array. Each step is element-wise, so the kernels
 // work the same on one parameter or on a flat buffer holding every parameter of a model.
+//
+// The *_planned entry points are the same steps for a captured training step (step.cu has
+// the books they read): the scalars that change from step to step (the decayed learning
+// rate; Adam's step size and root correction) are read from row state[0] of a per-epoch
+// table of doubles, which the host fills with exactly the Python floats the eager step
+// would pass, and the update is skipped while the non-finite flag state[1] is set.
 #include "common.cuh"
 
 // Backend._regularized for one element.
@@ -161,4 +167,88 @@ extern "C" __global__ void adam_step_f64(double* param, const double* grad, doub
                                          double l1, double l2x2) {
     adam_step<double>(param, grad, m, v, size, step_size, beta_1, one_minus_beta_1, beta_2,
                       one_minus_beta_2, root, eps, l1, l2x2);
+}
+
+// ---- planned entry points: per-step scalars from table row state[0], skipped while flagged --
+#define NNB_PLANNED_ROW(width)          \
+    if (state[1] != 0) return;          \
+    const double* row = table + state[0] * (width);
+
+extern "C" __global__ void sgd_step_planned_f32(float* param, const float* grad, long long size,
+                                                const double* table, const long long* state,
+                                                double l1, double l2x2) {
+    NNB_PLANNED_ROW(1)
+    sgd_step<float>(param, grad, size, row[0], l1, l2x2);
+}
+extern "C" __global__ void sgd_step_planned_f64(double* param, const double* grad, long long size,
+                                                const double* table, const long long* state,
+                                                double l1, double l2x2) {
+    NNB_PLANNED_ROW(1)
+    sgd_step<double>(param, grad, size, row[0], l1, l2x2);
+}
+extern "C" __global__ void sgd_momentum_step_planned_f32(float* param, const float* grad,
+                                                         float* velocity, long long size,
+                                                         const double* table,
+                                                         const long long* state, double momentum,
+                                                         double l1, double l2x2) {
+    NNB_PLANNED_ROW(1)
+    sgd_momentum_step<float>(param, grad, velocity, size, row[0], momentum, l1, l2x2);
+}
+extern "C" __global__ void sgd_momentum_step_planned_f64(double* param, const double* grad,
+                                                         double* velocity, long long size,
+                                                         const double* table,
+                                                         const long long* state, double momentum,
+                                                         double l1, double l2x2) {
+    NNB_PLANNED_ROW(1)
+    sgd_momentum_step<double>(param, grad, velocity, size, row[0], momentum, l1, l2x2);
+}
+extern "C" __global__ void adagrad_step_planned_f32(float* param, const float* grad, float* cache,
+                                                    long long size, const double* table,
+                                                    const long long* state, double eps, double l1,
+                                                    double l2x2) {
+    NNB_PLANNED_ROW(1)
+    adagrad_step<float>(param, grad, cache, size, row[0], eps, l1, l2x2);
+}
+extern "C" __global__ void adagrad_step_planned_f64(double* param, const double* grad,
+                                                    double* cache, long long size,
+                                                    const double* table, const long long* state,
+                                                    double eps, double l1, double l2x2) {
+    NNB_PLANNED_ROW(1)
+    adagrad_step<double>(param, grad, cache, size, row[0], eps, l1, l2x2);
+}
+extern "C" __global__ void rmsprop_step_planned_f32(float* param, const float* grad, float* cache,
+                                                    long long size, const double* table,
+                                                    const long long* state, double rho,
+                                                    double one_minus_rho, double eps, double l1,
+                                                    double l2x2) {
+    NNB_PLANNED_ROW(1)
+    rmsprop_step<float>(param, grad, cache, size, row[0], rho, one_minus_rho, eps, l1, l2x2);
+}
+extern "C" __global__ void rmsprop_step_planned_f64(double* param, const double* grad,
+                                                    double* cache, long long size,
+                                                    const double* table, const long long* state,
+                                                    double rho, double one_minus_rho, double eps,
+                                                    double l1, double l2x2) {
+    NNB_PLANNED_ROW(1)
+    rmsprop_step<double>(param, grad, cache, size, row[0], rho, one_minus_rho, eps, l1, l2x2);
+}
+extern "C" __global__ void adam_step_planned_f32(float* param, const float* grad, float* m,
+                                                 float* v, long long size, const double* table,
+                                                 const long long* state, double beta_1,
+                                                 double one_minus_beta_1, double beta_2,
+                                                 double one_minus_beta_2, double eps, double l1,
+                                                 double l2x2) {
+    NNB_PLANNED_ROW(2)
+    adam_step<float>(param, grad, m, v, size, row[0], beta_1, one_minus_beta_1, beta_2,
+                     one_minus_beta_2, row[1], eps, l1, l2x2);
+}
+extern "C" __global__ void adam_step_planned_f64(double* param, const double* grad, double* m,
+                                                 double* v, long long size, const double* table,
+                                                 const long long* state, double beta_1,
+                                                 double one_minus_beta_1, double beta_2,
+                                                 double one_minus_beta_2, double eps, double l1,
+                                                 double l2x2) {
+    NNB_PLANNED_ROW(2)
+    adam_step<double>(param, grad, m, v, size, row[0], beta_1, one_minus_beta_1, beta_2,
+                      one_minus_beta_2, row[1], eps, l1, l2x2);
 }

@@ -122,6 +122,11 @@ class Backend:
     def synchronize(self) -> None:
         """Wait until all queued work is finished (a no-op on the host)."""
 
+    def capture_unavailable(self) -> str | None:
+        """None when ``fit`` can replay its training steps as CUDA graphs on this backend,
+        else why not (:mod:`nnback.step_plan`)."""
+        return f"the {self.name} backend runs each step eagerly (CUDA graphs need cupy)"
+
     # ------------------------------------------------------------------------------------
     # Primitives: maths
     # ------------------------------------------------------------------------------------

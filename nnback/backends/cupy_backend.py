@@ -28,6 +28,7 @@ from ..errors import BackendUnavailableError
 from ..kernels.cuda import COMPILE_OPTIONS
 from ..kernels.cuda.launch import ACTIVATION_CODES, LABEL_SUFFIX, SUFFIX, KernelRunner
 from .base import EPSILON_CLIP, Backend, adam_scalars
+from .cublas import CublasGemm, find_cublas_library
 
 Array = Any
 
@@ -89,6 +90,9 @@ class CupyBackend(Backend):
     xp : module, optional
         The array module. ``None`` imports ``cupy`` and checks a GPU is present; the tests
         pass the fake from :func:`nnback.testing.fake_cupy.make_fake_cupy_backend`.
+    cublas : library, optional
+        libcublas with the functions :class:`~nnback.backends.cublas.CublasGemm` calls.
+        ``None`` finds the one CuPy loaded, on first use; the fake device passes its own.
 
     Raises
     ------
@@ -97,11 +101,32 @@ class CupyBackend(Backend):
     """
 
     name = "cupy"
+    #: Training steps can be planned and captured as CUDA graphs (nnback.step_plan).
+    supports_captured_steps = True
 
-    def __init__(self, xp: Any = None) -> None:
+    def __init__(self, xp: Any = None, cublas: Any = None) -> None:
         super().__init__(_import_cupy() if xp is None else xp)
         _check_device(self.xp)
         self._kernels = KernelRunner(self.xp)
+        self._cublas_library = cublas
+        self._gemm: CublasGemm | None = None
+        self.gemm_unavailable: str | None = None
+
+    def _capture_gemm(self) -> CublasGemm | None:
+        """The capture-safe cuBLAS GEMM (None, with ``gemm_unavailable`` saying why)."""
+        if self._gemm is None and self.gemm_unavailable is None:
+            try:
+                library = self._cublas_library
+                if library is None:
+                    library = find_cublas_library(self.xp)
+                self._gemm = CublasGemm(self.xp, library)
+            except Exception as exc:  # no libcublas found, a missing symbol, ...
+                self.gemm_unavailable = f"cuBLAS through ctypes is unavailable: {_one_line(exc)}"
+        return self._gemm
+
+    def capture_unavailable(self) -> str | None:
+        self._capture_gemm()
+        return self.gemm_unavailable
 
     # ------------------------------------------------------------------------------------
     # Transfers, device facts
@@ -134,6 +159,9 @@ class CupyBackend(Backend):
             "memory pool": f"{pool.used_bytes()} bytes used, {pool.total_bytes()} held",
             "tf32": "on (CUPY_TF32=1)" if tf32 else f"off (set {TF32_ENV}=1 to allow)",
             "kernels": f"NVRTC {' '.join(COMPILE_OPTIONS)}, compiled on first use",
+            "gemm": "cuBLAS (ctypes, capture-safe)"
+            if self._capture_gemm() is not None
+            else f"cupy.matmul ({self.gemm_unavailable})",
         }
 
     # ------------------------------------------------------------------------------------
@@ -160,6 +188,17 @@ class CupyBackend(Backend):
     # ------------------------------------------------------------------------------------
     # Activations and the dense layer: cuBLAS GEMM + fused epilogue
     # ------------------------------------------------------------------------------------
+    def matmul(self, a: Array, b: Array, out: Array | None = None) -> Array:
+        # Every float GEMM the capture-safe path takes goes through it, eager or captured,
+        # so a replayed step runs the same cuBLAS calls as an eager one.
+        gemm = self._capture_gemm()
+        if gemm is None or not gemm.supports(a, b, out):
+            return super().matmul(a, b, out=out)
+        if out is None:
+            out = self.xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+        gemm.gemm(a, b, out)
+        return out
+
     def activation_forward(self, z: Array, activation: str, alpha: float = 0.01) -> Array:
         if not (self._fits(z) and z.ndim == 2 and self._activation_ok(activation, alpha, z.dtype)):
             return super().activation_forward(z, activation, alpha)

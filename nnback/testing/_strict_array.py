@@ -31,6 +31,10 @@ def mixing_error(value: Any, device: str) -> TypeError:
     )
 
 
+class _Pointer(NamedTuple):
+    ptr: int
+
+
 class _Flags(NamedTuple):
     """Layout flags, as metadata (reading them needs no synchronisation on CuPy either)."""
 
@@ -94,6 +98,12 @@ class StrictArray:
         return self._ns.device
 
     @property
+    def data(self) -> _Pointer:
+        """``cupy.ndarray.data``: ``.ptr`` is the address of the first element (for the fake
+        device's cuBLAS, which reads memory by address as the real one does)."""
+        return _Pointer(self._data.__array_interface__["data"][0])
+
+    @property
     def T(self) -> StrictArray:  # noqa: N802 (NumPy's name)
         return StrictArray(self._data.T, self._ns)
 
@@ -148,6 +158,7 @@ class StrictArray:
                 f"{what} of a device array of shape {self.shape}: only 0-d arrays convert to "
                 "Python scalars (reduce first, then convert once)"
             )
+        self._ns._check_allowed(f"{what} of a device value")
         self._ns.host_syncs += 1
         return self._data.item()
 

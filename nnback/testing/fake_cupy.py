@@ -15,7 +15,13 @@ CuPy that :class:`~nnback.backends.cupy_backend.CupyBackend` uses:
   recorded in ``launches`` so tests can tell a fused path from a fallback.
 * ``cuda.runtime.getDeviceCount`` / ``getDeviceProperties``, ``cuda.Device()`` with
   ``synchronize``, ``id``, ``compute_capability`` and ``attributes``;
-* ``get_default_memory_pool()`` and ``asnumpy`` (the explicit, counted transfer).
+* ``get_default_memory_pool()`` and ``asnumpy`` (the explicit, counted transfer);
+* streams and CUDA-graph capture (``cuda.Stream``, ``cuda.get_current_stream``,
+  ``begin_capture``/``end_capture``, ``Graph.launch``), with CUDA's rules: while a stream
+  captures, kernel launches and cuBLAS GEMMs are recorded instead of run, and host reads,
+  synchronisation and allocations are refused (:mod:`nnback.testing.fake_capture`);
+* ``cublas_library``: the cuBLAS functions the backend calls through ctypes, computing on
+  the CPU by raw pointer, column-major, as cuBLAS does.
 
 :func:`make_fake_cupy_backend` returns a ``CupyBackend`` on a new fake device, and
 :func:`fake_cupy_backend_param` the ``pytest.param`` that adds it to the ``backend``
@@ -34,6 +40,7 @@ import numpy
 from ..backends.base import Backend
 from . import cpu_kernels
 from .backends import BackendCandidate
+from .fake_capture import FakeCublasLibrary, FakeStream, StreamState
 from .strict import StrictArray, StrictNamespace, strict_to_numpy, unwrap_strict
 
 __all__ = [
@@ -53,11 +60,12 @@ _MAX_BLOCK_DEFINE = re.compile(r"#define\s+NNB_MAX_BLOCK\s+(\d+)")
 
 @dataclass
 class Launch:
-    """One recorded kernel launch."""
+    """One kernel launch that ran (``graph``: as part of a replayed CUDA graph)."""
 
     kernel: str
     grid: tuple[int, ...]
     block: tuple[int, ...]
+    graph: bool = False
 
 
 class _Runtime:
@@ -84,6 +92,7 @@ class _Device:
 
     def synchronize(self) -> None:
         # Kernels run synchronously on the CPU: nothing is ever pending.
+        self._fake.streams.refuse("Device.synchronize()")
         self._fake.synchronizations += 1
 
 
@@ -94,6 +103,15 @@ class _Cuda:
 
     def Device(self, device: int | None = None) -> _Device:  # noqa: N802 (CuPy's name)
         return _Device(self._fake, device)
+
+    def Stream(  # noqa: N802 (CuPy's name)
+        self, null: bool = False, non_blocking: bool = False, ptds: bool = False
+    ) -> FakeStream:
+        streams = self._fake.streams
+        return streams.null if null else FakeStream(streams)
+
+    def get_current_stream(self) -> FakeStream:
+        return self._fake.streams.current()
 
 
 class _MemoryPool:
@@ -166,10 +184,16 @@ class FakeRawKernel:
             raise TypeError(f"{self.name}: args must be a tuple, as cupy.RawKernel wants")
         pointers = [param.pointer for param in self._kernel.params]
         pointers += [False] * (len(args) - len(pointers))  # a count mismatch is caught below
-        self._kernel(
-            grid3, block3, [self._argument(a, p) for a, p in zip(args, pointers, strict=False)]
-        )
-        self._fake.launches.append(Launch(self.name, grid3, block3))
+        # The arguments are taken now, as a GPU takes them at the launch (or the capture).
+        values = [self._argument(a, p) for a, p in zip(args, pointers, strict=False)]
+        streams = self._fake.streams
+        in_graph = streams.capturing is not None
+
+        def run() -> None:
+            self._kernel(grid3, block3, values)
+            self._fake.launches.append(Launch(self.name, grid3, block3, graph=in_graph))
+
+        streams.run_or_record(self.name, run)
 
 
 class FakeRawModule:
@@ -184,6 +208,8 @@ class FakeRawModule:
         self._module: cpu_kernels.CpuModule | None = None
 
     def get_function(self, name: str) -> FakeRawKernel:
+        # A captured step loads its kernels before the capture (KernelRunner.function).
+        self._fake.streams.refuse(f"loading kernel {name!r}")
         if self._module is None:
             self._module = cpu_kernels.module_for_source(self.code, "rawmodule")
             self._fake.compiled.append(self.options)
@@ -204,7 +230,11 @@ class FakeCupy(StrictNamespace):
     Attributes
     ----------
     launches : list of Launch
-        Every kernel launched, in order.
+        Every kernel that ran, in order (a replayed graph's too; a capture runs nothing).
+    streams : StreamState
+        The current stream and the capture under way.
+    cublas_library : FakeCublasLibrary
+        The cuBLAS stand-in a ``CupyBackend`` on this device calls.
     compiled : list of tuple
         The options of each module compiled.
     synchronizations : int
@@ -220,6 +250,11 @@ class FakeCupy(StrictNamespace):
         self.launches: list[Launch] = []
         self.compiled: list[tuple[str, ...]] = []
         self.synchronizations = 0
+        self.streams = StreamState()
+        self.cublas_library = FakeCublasLibrary(self.streams)
+
+    def _check_allowed(self, what: str) -> None:
+        self.streams.refuse(what)
 
     def RawModule(  # noqa: N802 (CuPy's name)
         self, code: str = "", options: Sequence[str] = (), **kwargs: Any
@@ -255,7 +290,8 @@ def make_fake_cupy_backend(multiprocessors: int = 2) -> Backend:
     """A ``CupyBackend`` on a new :class:`FakeCupy` device (fresh counters)."""
     from ..backends.cupy_backend import CupyBackend
 
-    return CupyBackend(xp=FakeCupy(multiprocessors=multiprocessors))
+    fake = FakeCupy(multiprocessors=multiprocessors)
+    return CupyBackend(xp=fake, cublas=fake.cublas_library)
 
 
 @dataclass(frozen=True)

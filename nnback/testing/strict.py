@@ -98,9 +98,14 @@ class StrictNamespace:
         """The counters as a dict, for assertions and messages."""
         return {"host_syncs": self.host_syncs, "to_device": self.to_device, "to_host": self.to_host}
 
+    def _check_allowed(self, what: str) -> None:
+        """Raise if the device cannot do ``what`` now (the fake CuPy refuses device
+        operations while a stream is capturing); this plain namespace allows everything."""
+
     # Wrapping: the one place that decides what may cross into NumPy calls.
     def _unwrap(self, value: Any) -> Any:
         if isinstance(value, StrictArray):
+            self._check_allowed("an array operation")
             if value._ns.device != self.device:
                 raise TypeError(
                     f"mixing arrays of devices {value._ns.device!r} and {self.device!r}; "
@@ -128,6 +133,7 @@ class StrictNamespace:
     # Transfers (explicit, counted) and allocation (on the device, free).
     def asarray(self, x: Any, dtype: Any = None) -> StrictArray:
         """``x`` as a device array; host data (arrays, lists, scalars) is copied and counted."""
+        self._check_allowed("asarray()")
         if isinstance(x, StrictArray):
             data = self._unwrap(x)
             return x if dtype is None or data.dtype == dtype else x.astype(dtype)
@@ -135,35 +141,45 @@ class StrictNamespace:
         return StrictArray(numpy.array(x, dtype=dtype, copy=True), self)
 
     def array(self, x: Any, dtype: Any = None, copy: bool = True) -> StrictArray:
+        self._check_allowed("array()")
         if isinstance(x, StrictArray):
             return StrictArray(numpy.array(self._unwrap(x), dtype=dtype, copy=copy), self)
         return self.asarray(x, dtype=dtype)
 
     def ascontiguousarray(self, x: StrictArray, dtype: Any = None) -> StrictArray:
+        self._check_allowed("ascontiguousarray()")
         return StrictArray(numpy.ascontiguousarray(self._unwrap(x), dtype=dtype), self)
 
     def empty(self, shape: Any, dtype: Any = float) -> StrictArray:
+        self._check_allowed("empty()")
         return StrictArray(numpy.empty(shape, dtype=dtype), self)
 
     def zeros(self, shape: Any, dtype: Any = float) -> StrictArray:
+        self._check_allowed("zeros()")
         return StrictArray(numpy.zeros(shape, dtype=dtype), self)
 
     def ones(self, shape: Any, dtype: Any = float) -> StrictArray:
+        self._check_allowed("ones()")
         return StrictArray(numpy.ones(shape, dtype=dtype), self)
 
     def full(self, shape: Any, fill_value: Any, dtype: Any = None) -> StrictArray:
+        self._check_allowed("full()")
         return StrictArray(numpy.full(shape, self._unwrap(fill_value), dtype=dtype), self)
 
     def arange(self, *args: Any, dtype: Any = None) -> StrictArray:
+        self._check_allowed("arange()")
         return StrictArray(numpy.arange(*args, dtype=dtype), self)
 
     def zeros_like(self, x: StrictArray, dtype: Any = None) -> StrictArray:
+        self._check_allowed("zeros_like()")
         return StrictArray(numpy.zeros_like(self._unwrap(x), dtype=dtype), self)
 
     def empty_like(self, x: StrictArray, dtype: Any = None) -> StrictArray:
+        self._check_allowed("empty_like()")
         return StrictArray(numpy.empty_like(self._unwrap(x), dtype=dtype), self)
 
     def ones_like(self, x: StrictArray, dtype: Any = None) -> StrictArray:
+        self._check_allowed("ones_like()")
         return StrictArray(numpy.ones_like(self._unwrap(x), dtype=dtype), self)
 
     # Functions with array arguments in fixed positions.
@@ -249,6 +265,7 @@ def unwrap_strict(x: StrictArray) -> numpy.ndarray:
 def strict_to_numpy(x: StrictArray) -> numpy.ndarray:
     """Copy a device array to a new host ``numpy.ndarray`` (an explicit, counted transfer)."""
     data = unwrap_strict(x)
+    x._ns._check_allowed("a copy to the host")
     x._ns.to_host += 1
     return data.copy()
 

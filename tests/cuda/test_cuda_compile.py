@@ -70,11 +70,15 @@ def test_no_spills_and_few_registers(nvrtc: Nvrtc, module: str, arch: str) -> No
         assert usage.registers <= MAX_REGISTERS, f"{kernel}: {usage.registers} registers"
 
 
+# Kernels of the step books that move integers only (labels, the step cursor).
+_DTYPE_FREE = {"gather_rows_i64", "step_advance"}
+
+
 def test_every_kernel_exists_for_both_dtypes() -> None:
     for module in cuda_sources.SOURCES:
         names = set(cuda_sources.kernel_names(module))
         assert names, f'{module}.cu has no extern "C" kernels'
-        for name in names:
+        for name in names - _DTYPE_FREE:
             twin = name.replace("_f32", "_f64") if "_f32" in name else name.replace("_f64", "_f32")
             assert twin != name and twin in names, f"{name} has no float32/float64 twin"
 
