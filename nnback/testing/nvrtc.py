@@ -6,6 +6,18 @@ the ``nvidia-cuda-nvrtc-cu12`` or ``nvidia-cuda-nvrtc`` (CUDA 13) pip wheel, a C
 or the path in ``NNBACK_NVRTC_LIBRARY``), compiles a source for a named architecture and
 returns the PTX, the CUBIN and the log, from which :func:`parse_resource_usage` reads the
 register and spill figures that ``--ptxas-options=-v`` prints.
+
+Two traps of newer NVRTC versions are handled here:
+
+* From CUDA 12.9 NVRTC keeps a cache of compiled PTX and CUBIN in the driver's compute
+  cache (``~/.nv/ComputeCache``) whenever a driver (``libcuda``) can be loaded. A
+  compilation served from that cache never runs ptxas, so ``-v`` prints nothing and the
+  register figures are missing from the log. This is invisible on a machine without a
+  driver, where NVRTC quietly disables the cache. :meth:`Nvrtc.compile` adds
+  ``--no-cache`` (an option NVRTC 12.8 and older reject) whenever it asks for the report.
+* The CUDA 13 wheel's ``libnvrtc.so.13`` has no RUNPATH, so it cannot find its
+  ``libnvrtc-builtins.so.13.x`` beside it unless that folder is on the loader's path;
+  :class:`Nvrtc` loads the builtins library from the same folder first.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ __all__ = [
     "find_nvrtc_library",
     "load_nvrtc",
     "parse_resource_usage",
+    "verbose_options",
 ]
 
 ENV_VAR = "NNBACK_NVRTC_LIBRARY"
@@ -33,6 +46,9 @@ ENV_VAR = "NNBACK_NVRTC_LIBRARY"
 # nvidia-cuda-nvrtc-cu12, then CUDA 13's nvidia-cuda-nvrtc.
 _WHEEL_PATTERNS = ("nvidia/cuda_nvrtc/lib/libnvrtc.so.*", "nvidia/cu13/lib/libnvrtc.so.*")
 _TOOLKIT_PATTERNS = ("lib64/libnvrtc.so*", "lib/libnvrtc.so*", "targets/*/lib/libnvrtc.so*")
+
+# The first NVRTC with a compilation cache (and so with the option that turns it off).
+_CACHE_SINCE = (12, 9)
 
 
 class NvrtcNotFound(RuntimeError):
@@ -95,6 +111,20 @@ def find_nvrtc_library() -> str | None:
     return None
 
 
+def verbose_options(version: tuple[int, int]) -> tuple[str, ...]:
+    """The options that make NVRTC ``version`` print the ptxas -v report for a real arch.
+
+    ``--ptxas-options=-v`` alone is not enough from NVRTC 12.9 on: a CUBIN served from the
+    driver-backed compilation cache comes without running ptxas, hence without a report,
+    so the cache is turned off for these compilations with ``--no-cache``. Older versions
+    have no cache and reject that option.
+    """
+    options = ("--ptxas-options=-v",)
+    if version >= _CACHE_SINCE:
+        options += ("--no-cache",)
+    return options
+
+
 class Nvrtc:
     """A loaded NVRTC library: version, supported architectures and :meth:`compile`."""
 
@@ -107,6 +137,31 @@ class Nvrtc:
         major, minor = ctypes.c_int(), ctypes.c_int()
         self._check(lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)), "nvrtcVersion")
         self.version = (major.value, minor.value)
+        self._builtins = self._load_builtins()
+
+    def _load_builtins(self) -> ctypes.CDLL | None:
+        """Load ``libnvrtc-builtins.so.<major>.<minor>`` from the folder of ``libnvrtc``.
+
+        NVRTC opens that library by its bare name during each compilation. The CUDA 12
+        wheel's libnvrtc finds it through its RUNPATH ($ORIGIN); the CUDA 13 wheel's has
+        none, and compiling then fails with "failed to open libnvrtc-builtins.so.13.0"
+        unless the folder happens to be on LD_LIBRARY_PATH. Once a library of that SONAME
+        is loaded, the dynamic loader hands it to NVRTC's own lookup.
+        """
+        major, minor = self.version
+        builtins = os.path.join(
+            os.path.dirname(os.path.abspath(self.path)), f"libnvrtc-builtins.so.{major}.{minor}"
+        )
+        if not os.path.exists(builtins):
+            return None  # a toolkit install with its own search path: leave it to NVRTC
+        try:
+            return ctypes.CDLL(builtins)
+        except OSError:
+            return None
+
+    def verbose_options(self) -> tuple[str, ...]:
+        """The options that make this NVRTC print the ptxas -v report (see below)."""
+        return verbose_options(self.version)
 
     def _check(self, status: int, what: str) -> None:
         if status != 0:
@@ -136,8 +191,9 @@ class Nvrtc:
     ) -> CompileResult:
         """Compile ``source`` for ``arch`` (``"sm_80"``: CUBIN and PTX; ``"compute_80"``: PTX).
 
-        ``--ptxas-options=-v`` is added for a real architecture so the log carries the
-        register and spill figures, parsed into ``CompileResult.resources``.
+        ``--ptxas-options=-v`` (and, where NVRTC has a compilation cache, ``--no-cache``:
+        see :meth:`verbose_options`) is added for a real architecture so the log carries
+        the register and spill figures, parsed into ``CompileResult.resources``.
         """
         prog = ctypes.c_void_p()
         status = self._lib.nvrtcCreateProgram(
@@ -147,7 +203,7 @@ class Nvrtc:
         try:
             flags = [f"--gpu-architecture={arch}", *options]
             if arch.startswith("sm_"):
-                flags.append("--ptxas-options=-v")
+                flags.extend(option for option in self.verbose_options() if option not in flags)
             argv = (ctypes.c_char_p * len(flags))(*(flag.encode() for flag in flags))
             status = self._lib.nvrtcCompileProgram(prog, len(flags), argv)
             log = self._read(prog, "nvrtcGetProgramLogSize", "nvrtcGetProgramLog")

@@ -12,7 +12,13 @@ from nnback import tolerances
 from nnback.backends.base import Backend
 from nnback.errors import UnknownBackendError
 from nnback.testing import StrictBackend, backend_params, selected_backends
-from nnback.tolerances import NOT_NUMERIC, Tolerance, get_tolerance, tolerance_table_markdown
+from nnback.tolerances import (
+    NOT_NUMERIC,
+    Tolerance,
+    get_tolerance,
+    get_trajectory_tolerance,
+    tolerance_table_markdown,
+)
 
 STATUS = {"numpy": None, "numba": None, "cupy": "no GPU here"}
 
@@ -129,3 +135,15 @@ def test_markdown_table_lists_every_op() -> None:
     assert all(row.count("|") == 7 for row in rows)
     assert "| `matmul` | 1.9e-06 | 7.6e-06 | 3.6e-15 | 1.4e-14 | 16, 64 |" in table
     assert "| `copy` | 0 | 0 | 0 | 0 | exact |" in table
+
+
+def test_trajectory_rule_is_wider_only_for_cupy_float64() -> None:
+    default = get_trajectory_tolerance("float64")
+    assert default == Tolerance(rtol=1e-9, atol=1e-12)
+    for name in ("numpy", "numba", "base"):
+        assert get_trajectory_tolerance("float64", name) == default
+    cupy = get_trajectory_tolerance(numpy.float64, "cupy")
+    assert cupy.rtol == default.rtol and default.atol < cupy.atol <= 1e-10
+    with pytest.raises(ValueError, match="print"):
+        get_trajectory_tolerance("float32", "cupy")
+    assert "| cupy | float64 | 1.0e-09 | 1.0e-10 |" in tolerance_table_markdown()
