@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -161,9 +162,15 @@ def test_save_never_replaces_a_special_file(tmp_path: Path) -> None:
     with pytest.raises(nb.InputError, match="is a FIFO .named pipe., not a regular file"):
         mlp().save(fifo)
     assert fifo.is_fifo()
-    if os.path.exists("/dev/null"):
-        with pytest.raises(nb.InputError, match="/dev/null: it is a character device"):
-            mlp().save("/dev/null")
+    # A Unix socket file stands for the devices: saving onto /dev/null itself would, on a
+    # regression run as root, destroy the test machine's /dev/null.
+    if hasattr(socket, "AF_UNIX"):
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(str(tmp_path / "sock"))
+            with pytest.raises(nb.InputError, match="it is a socket, not a regular file"):
+                mlp().save(tmp_path / "sock")
+        assert (tmp_path / "sock").is_socket()
+        (tmp_path / "sock").unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]  # no temporary left
 
 
