@@ -29,10 +29,26 @@ import zlib
 from typing import TYPE_CHECKING, Any
 
 import numpy
-from numpy.lib import format as npy_format
 
 from .backends import Backend, get_backend
-from .errors import ModelFileError
+from .errors import InputError, ModelFileError
+from .model_file_checks import (
+    MAX_HEADER_BYTES,
+    check_dtype,
+    check_header,
+    check_members,
+    check_rng_state,
+    convert_array,
+    expected_arrays,
+)
+from .model_file_reader import (
+    BoundedFile,
+    check_member_info,
+    file_kind,
+    open_regular_file,
+    read_member,
+    read_npy_header,
+)
 
 if TYPE_CHECKING:
     from .model import Sequential
@@ -66,15 +82,43 @@ def _collect_arrays(model: Sequential) -> dict[str, numpy.ndarray]:
 
 
 def _check_destination(path: str) -> str:
-    """Fail before any work when ``path`` cannot be written; return its directory."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
+    """Fail before any work when ``path`` cannot be written; return the file to replace.
+
+    Only a regular file, or a name not yet taken, may be replaced: a device, FIFO or socket
+    never is (renaming over ``/dev/null`` as root would destroy it). A symbolic link is
+    followed, like ``open()`` and ``numpy.save`` follow it: the file it points to is
+    replaced atomically and the link keeps pointing to it. A link to nothing is refused
+    rather than followed, so a planted dangling link cannot make a save create a file
+    elsewhere.
+    """
+    target = path
+    if os.path.islink(path):
+        target = os.path.realpath(path)
+        if not os.path.exists(target):
+            raise FileNotFoundError(
+                errno.ENOENT,
+                f"cannot save the model to {path}: it is a symbolic link to {target}, which "
+                "does not exist; remove the link or save to another path",
+                path,
+            )
+    if os.path.isdir(target):
         raise IsADirectoryError(
             errno.EISDIR,
             f"cannot save the model to {path}: it is a directory; pass a file path such as "
             f"{os.path.join(path, 'model.npz')}",
             path,
         )
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise InputError(
+            f"cannot save the model to {path}: it is {file_kind(mode)}, not a regular file; "
+            "only a regular file (or a new name) is replaced, so pass a file path such as "
+            "model.npz"
+        )
+    directory = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(directory):
         raise FileNotFoundError(
             errno.ENOENT,
@@ -82,7 +126,7 @@ def _check_destination(path: str) -> str:
             "create it first (os.makedirs(directory, exist_ok=True))",
             path,
         )
-    return directory
+    return target
 
 
 def _file_mode(path: str) -> int:
@@ -117,11 +161,14 @@ def save_model(model: Sequential, path: str | os.PathLike[str]) -> None:
     ------
     IsADirectoryError, FileNotFoundError
         ``path`` is a directory, or its directory does not exist (checked before writing).
+    InputError
+        ``path`` is a device, FIFO or socket: only a regular file is ever replaced.
     """
     if not model.built:
         model.build()
     path = os.fspath(path)
-    directory = _check_destination(path)
+    target = _check_destination(path)
+    directory = os.path.dirname(os.path.abspath(target))
     arrays = _collect_arrays(model)
     header = {
         "format": FORMAT,
@@ -132,7 +179,7 @@ def save_model(model: Sequential, path: str | os.PathLike[str]) -> None:
         "checksum": _checksum(arrays),
     }
     encoded = numpy.frombuffer(json.dumps(header).encode("utf-8"), dtype=numpy.uint8)
-    mode = _file_mode(path)
+    mode = _file_mode(target)
     descriptor, temporary = tempfile.mkstemp(prefix=".nnback-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(descriptor, "wb") as handle:
@@ -140,7 +187,7 @@ def save_model(model: Sequential, path: str | os.PathLike[str]) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, mode)
-        os.replace(temporary, path)
+        os.replace(temporary, target)
     except BaseException:
         # Whatever happened (full disk, Ctrl-C), the destination was not touched. (A process
         # killed outright leaves its .nnback-*.tmp file behind, never a half-written model.)
@@ -150,34 +197,40 @@ def save_model(model: Sequential, path: str | os.PathLike[str]) -> None:
     _fsync_directory(directory)
 
 
-def _read_member(archive: zipfile.ZipFile, name: str, path: str) -> numpy.ndarray:
-    """One ``.npy`` member, its declared size checked against the file before allocating.
+def _read_array(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, shape: tuple[int, ...], path: str
+) -> numpy.ndarray:
+    """One ``.npy`` member of the expected ``shape``, checked before anything is allocated.
 
-    ``numpy.load`` allocates whatever a (possibly corrupted) header declares; here a header
-    that does not match the bytes stored is a corrupted file, found without the allocation.
-    Reading the member to its end makes ``zipfile`` verify its CRC-32.
+    ``numpy.load`` allocates whatever a (possibly edited) header declares. Here the shape
+    must be the one the declared model needs and the dtype a float of at most 8 bytes, so
+    at most 8 bytes per parameter are ever read, whatever the zip or .npy headers say.
     """
-    info = archive.getinfo(name + ".npy")
     with archive.open(info) as handle:
-        version = npy_format.read_magic(handle)
-        if version == (1, 0):
-            shape, fortran_order, dtype = npy_format.read_array_header_1_0(handle)
+        stored_shape, fortran_order, dtype, header_len = read_npy_header(handle, name, path)
+        if name == _HEADER:
+            if len(stored_shape) != 1 or dtype != numpy.uint8 or stored_shape[0] > MAX_HEADER_BYTES:
+                raise ModelFileError(
+                    f"{path}: the nnback header is not a byte string of at most "
+                    f"{MAX_HEADER_BYTES} bytes (got {dtype} of shape {stored_shape})"
+                )
         else:
-            shape, fortran_order, dtype = npy_format.read_array_header_2_0(handle)
-        if dtype.hasobject:
-            raise ModelFileError(f"{path}: array {name!r} holds Python objects; not a model file")
-        expected = math.prod(shape) * dtype.itemsize
-        stored = info.file_size - handle.tell()
-        if expected != stored:
+            check_dtype(path, name, dtype)
+            if stored_shape != shape:
+                raise ModelFileError(
+                    f"{path}: missing or misshapen array {name!r} (stored shape {stored_shape}, "
+                    f"the declared model needs {shape})"
+                )
+        expected = math.prod(stored_shape) * dtype.itemsize
+        if info.file_size != header_len + expected:
             raise ModelFileError(
-                f"{path}: array {name!r} declares shape {shape} of {dtype} ({expected} bytes) "
-                f"but {stored} bytes are stored; the file is corrupted"
+                f"{path}: array {name!r} declares shape {stored_shape} of {dtype} ({expected} "
+                f"bytes) but {info.file_size - header_len} bytes are stored; the file is corrupted"
             )
-        data = handle.read(expected)
-        if len(data) != expected or handle.read(1):
-            raise ModelFileError(f"{path}: array {name!r} is truncated; the file is corrupted")
+        buffer = numpy.empty(expected, dtype=numpy.uint8)
+        read_member(handle, memoryview(buffer), f"array {name!r}", path)
     order = "F" if fortran_order else "C"
-    return numpy.frombuffer(data, dtype=dtype).reshape(shape, order=order).copy()
+    return buffer.view(dtype).reshape(stored_shape, order=order)
 
 
 # What reading a damaged zip or .npy member can raise (a bad CRC is a BadZipFile; an
@@ -194,102 +247,113 @@ _READ_ERRORS = (
     struct.error,
     OverflowError,
 )
+# What building a model from an edited config can raise.
+_CONFIG_ERRORS = (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError)
 
 
-def _read(path: str) -> tuple[dict[str, Any], dict[str, numpy.ndarray]]:
-    if os.path.isdir(path):
-        raise IsADirectoryError(
-            errno.EISDIR, f"{path} is a directory; pass the path of a saved model file", path
-        )
-    if not os.path.exists(path):
-        raise FileNotFoundError(errno.ENOENT, f"no model file at {path}; check the path", path)
+def _model_from_config(path: str, config: Any) -> Sequential:
+    from .model import Sequential
+
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
-            if _HEADER not in members:
-                raise ModelFileError(f"{path}: not an nnback model file (no nnback header)")
-            raw = _read_member(archive, _HEADER, path)
-            header = json.loads(raw.tobytes().decode("utf-8"))
-            arrays = {n: _read_member(archive, n, path) for n in members if n != _HEADER}
-    except ModelFileError:
-        raise
-    except _READ_ERRORS as exc:
-        if "CRC" in str(exc):
-            raise ModelFileError(
-                f"{path}: checksum mismatch (zip CRC-32), the file is corrupted: {exc}"
-            ) from None
+        return Sequential.from_config(config)
+    except _CONFIG_ERRORS as exc:
         raise ModelFileError(
-            f"{path}: cannot be read as an nnback model file (truncated, corrupted or not "
-            f"a model file): {type(exc).__name__}: {exc}"
+            f"{path}: the header does not describe a valid model ({type(exc).__name__}: {exc})"
         ) from None
-    return header, arrays
 
 
-def _check_sizes(path: str, config: Any, arrays: dict[str, numpy.ndarray]) -> None:
-    """Refuse Dense layers declared larger than their stored arrays, before building.
+def _read_archive(
+    archive: zipfile.ZipFile, path: str, size: int
+) -> tuple[dict[str, Any], Sequential, dict[str, numpy.ndarray]]:
+    """The header, the model it declares (unbuilt) and the arrays, in that order, each
+    member checked against what the header declares before it is read."""
+    infos = archive.infolist()
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        raise ModelFileError(f"{path}: the zip file holds two members of the same name")
+    for info in infos:
+        check_member_info(info, size, path)
+    members = {info.filename[: -len(".npy")]: info for info in infos}
+    if _HEADER not in members:
+        raise ModelFileError(f"{path}: not an nnback model file (no nnback header)")
+    raw = _read_array(archive, members.pop(_HEADER), _HEADER, (), path)
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise ModelFileError(f"{path}: malformed nnback header ({type(exc).__name__})") from None
+    check_header(path, header, FORMAT, FORMAT_VERSION)
+    model = _model_from_config(path, header["config"])
+    shapes, _ = expected_arrays(path, model)
+    for info in members.values():
+        if not info.filename.endswith(".npy") or info.filename[: -len(".npy")] not in shapes:
+            raise ModelFileError(
+                f"{path}: unexpected member {info.filename!r} (not an array of the declared "
+                "model); the file was edited or written by another program"
+            )
+    arrays = {
+        name: _read_array(archive, info, name, shapes[name], path) for name, info in members.items()
+    }
+    return header, model, arrays
 
-    Building allocates whatever the header declares (an edited header can declare
-    anything), while the arrays, covered by the checksum, are what the file really holds.
-    Smaller or inconsistent sizes are left to the build and the copy, which name them.
-    """
-    layers = config.get("layers") if isinstance(config, dict) else None
-    if not isinstance(layers, list):
-        raise ModelFileError(f"{path}: the header does not describe a valid model (no config)")
-    for index, layer in enumerate(layers):
-        if not isinstance(layer, dict) or layer.get("class") != "Dense":
-            continue
-        n_in, n_out = layer.get("n_inputs"), layer.get("n_neurons")
-        if not (isinstance(n_in, int) and isinstance(n_out, int)):
-            continue  # Dense() itself says what is wrong with them
-        key = f"layer{index}/weights"
-        stored = arrays.get(key)
-        if stored is None or n_in * n_out > stored.size:
-            raise ModelFileError(f"{path}: missing or misshapen array {key!r}")
+
+def _read(path: str) -> tuple[dict[str, Any], Sequential, dict[str, numpy.ndarray]]:
+    raw, size = open_regular_file(path)
+    with raw:
+        try:
+            with zipfile.ZipFile(BoundedFile(raw, size, path)) as archive:
+                return _read_archive(archive, path, size)
+        except ModelFileError:
+            raise
+        except _READ_ERRORS as exc:
+            if "CRC" in str(exc):
+                raise ModelFileError(
+                    f"{path}: checksum mismatch (zip CRC-32), the file is corrupted: {exc}"
+                ) from None
+            raise ModelFileError(
+                f"{path}: cannot be read as an nnback model file (truncated, corrupted or not "
+                f"a model file): {type(exc).__name__}: {exc}"
+            ) from None
 
 
 def load_model(path: str | os.PathLike[str], backend: str | Backend | None = None) -> Sequential:
     """Load a model saved by :meth:`Sequential.save` onto ``backend`` (default: the current).
 
+    The file is untrusted input: only a regular file is opened, every member is checked
+    against the model the header declares before it is read, and the header and arrays
+    are checked for consistency (see :mod:`nnback.model_file_checks`), so memory use is
+    bounded by the size of the declared model and a bad file gives a ModelFileError.
+
     Raises
     ------
     ModelFileError
-        The file is truncated, corrupted, not an nnback model, or of a newer format.
+        The file is not a regular file, or is truncated, corrupted, inconsistent, not an
+        nnback model, or of a newer format.
     """
-    from .model import Sequential
-
     path = os.fspath(path)
-    header, arrays = _read(path)
-    if not isinstance(header, dict):
-        raise ModelFileError(f"{path}: malformed nnback header (expected a JSON object)")
-    if header.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not an nnback model file (format {header.get('format')!r})")
-    version = header.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path}: format version {version!r} is newer than this nnback reads "
-            f"({FORMAT_VERSION}); upgrade nnback"
-        )
-    if _checksum(arrays) != header.get("checksum"):
+    header, model, arrays = _read(path)
+    if _checksum(arrays) != header["checksum"]:
         raise ModelFileError(f"{path}: checksum mismatch, the file is corrupted")
-    _check_sizes(path, header.get("config"), arrays)
+    shapes, parameter_slots = expected_arrays(path, model)
+    check_members(path, arrays, shapes, parameter_slots)
+    arrays = {name: convert_array(path, name, a, model.dtype) for name, a in arrays.items()}
+    rng_state = header.get("rng_state")
+    check_rng_state(path, rng_state, numpy.random.default_rng(0))
     chosen = get_backend(backend)  # an unknown backend keeps its own error type
     try:
-        model = Sequential.from_config(header["config"])
         model.build(chosen)
-        model.rng.bit_generator.state = header["rng_state"]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except _CONFIG_ERRORS as exc:
         raise ModelFileError(
             f"{path}: the header does not describe a valid model ({type(exc).__name__}: {exc})"
         ) from None
+    model.rng.bit_generator.state = rng_state
     target = model.backend
     for index, layer in enumerate(model.layers):
         for name, value, _, _, _ in layer.parameters():
             key = f"layer{index}/{name}"
-            if key not in arrays or arrays[key].shape != tuple(value.shape):
-                raise ModelFileError(f"{path}: missing or misshapen array {key!r}")
             target.copy_into_inplace(value, target.asarray(arrays[key], dtype=value.dtype))
-            prefix = key + "/"
-            slots = {k[len(prefix) :]: a for k, a in arrays.items() if k.startswith(prefix)}
+            slots = {
+                s: arrays[f"{key}/{s}"] for s in parameter_slots[key] if f"{key}/{s}" in arrays
+            }
             if slots:
                 layer.optimizer_state[name] = {
                     slot: target.asarray(array, dtype=value.dtype) for slot, array in slots.items()

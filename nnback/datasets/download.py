@@ -4,6 +4,11 @@ A file is streamed into a temporary file in the destination directory, verified,
 then renamed to its final name. A checksum failure or an interrupted transfer therefore
 never leaves a file under the final name that a later run would trust.
 
+A mirror is untrusted: the response is capped at the largest size the file can have
+(:func:`max_archive_bytes`), its SHA-256 (and MD5) are computed as it streams to disk,
+the whole transfer has a deadline (not only each read), a gzip file is unpacked only as
+far as its IDX header declares, and https mirrors are tried before plain http ones.
+
 The network is reached through a single function, :func:`urlopen`; tests replace it (or
 pass ``fetch=``) so the test suite never touches the network.
 """
@@ -13,10 +18,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import math
 import os
-import shutil
 import tempfile
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +29,15 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import NNBackError
-from .idx import IDXFormatError, decode_idx, decompress_if_gzip
+from . import _deadline
+from .idx import IDXFormatError, read_idx_stream
 
 __all__ = [
     "DownloadError",
     "Fetch",
     "FileSpec",
     "download_files",
+    "max_archive_bytes",
     "urlopen",
     "verify_file",
 ]
@@ -41,7 +47,10 @@ __all__ = [
 Fetch = Callable[[str], BinaryIO]
 
 _CHUNK = 1 << 20
+#: The longest wait for any data from a mirror.
 _TIMEOUT_S = 60.0
+#: The longest a whole file may take (the 47 MB MNIST images at about 80 KB/s).
+DEADLINE_S = 600.0
 
 
 class DownloadError(NNBackError, OSError):
@@ -67,6 +76,8 @@ class FileSpec:
     archive_md5 : str or None
         MD5 of the file exactly as published, for data sets whose only checksums published
         are MD5s of the archives. It guards integrity against corruption, not an attacker.
+    archive_sha256 : str or None
+        SHA-256 of the file exactly as published, checked as the file streams to disk.
     """
 
     name: str
@@ -74,10 +85,21 @@ class FileSpec:
     dtype: str = "uint8"
     payload_sha256: str | None = None
     archive_md5: str | None = None
+    archive_sha256: str | None = None
+
+
+def max_archive_bytes(spec: FileSpec) -> int:
+    """The largest a file of ``spec`` can be, gzipped or not: its IDX header and payload,
+    plus what gzip adds to incompressible data (5 bytes per 16 KB block, and a header)."""
+    raw = 4 + 4 * len(spec.shape) + math.prod(spec.shape) * np.dtype(spec.dtype).itemsize
+    return raw + raw // 1000 + 4096
 
 
 def urlopen(url: str) -> BinaryIO:
     """Open ``url`` with urllib (the default :data:`Fetch`).
+
+    Each wait for data is bounded by 60 s; while :func:`download_files` runs, the whole
+    transfer (connecting and headers included) is also bounded by its deadline.
 
     Parameters
     ----------
@@ -89,13 +111,37 @@ def urlopen(url: str) -> BinaryIO:
     BinaryIO
         The response stream.
     """
-    # Some hosts reject urllib's default User-Agent; naming the client is the polite fix.
-    request = urllib.request.Request(url, headers={"User-Agent": "nnback-datasets/1"})
-    return urllib.request.urlopen(request, timeout=_TIMEOUT_S)  # noqa: S310 - http(s) only
+    return _deadline.open_url(url, _TIMEOUT_S)
+
+
+def _hash_file(path: str | os.PathLike[str], algorithm: str) -> str:
+    digest = hashlib.new(algorithm, usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_content(path: str | os.PathLike[str], spec: FileSpec) -> str | None:
+    """The payload checks: IDX structure (the shape checked before the payload is read,
+    which is never unpacked past its declared size) and the payload's SHA-256."""
+    name = str(path)
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as raw:
+            read_idx_stream(raw, name, digest=digest, expect=(spec.shape, np.dtype(spec.dtype)))
+    except (OSError, IDXFormatError) as exc:
+        return f"unreadable ({exc})"
+    if spec.payload_sha256 is not None and digest.hexdigest() != spec.payload_sha256:
+        return (
+            f"SHA-256 checksum mismatch (expected {spec.payload_sha256}, got {digest.hexdigest()})"
+        )
+    return None
 
 
 def verify_file(path: str | os.PathLike[str], spec: FileSpec) -> str | None:
-    """Check a file against ``spec``.
+    """Check a file against ``spec``, reading it as a stream (memory: one array of
+    ``spec.shape``, whatever the file unpacks to).
 
     Parameters
     ----------
@@ -109,44 +155,67 @@ def verify_file(path: str | os.PathLike[str], spec: FileSpec) -> str | None:
     str or None
         None if every check passes, else a sentence saying which check failed.
     """
-    name = str(path)
     try:
-        # Whole-file reads (at most ~50 MB for these data sets): decompressing once and
-        # reusing the bytes for the digest and the structure check halves the work.
-        raw = Path(path).read_bytes()
-        if spec.archive_md5 is not None:
-            got = hashlib.md5(raw, usedforsecurity=False).hexdigest()
-            if got != spec.archive_md5:
-                return f"MD5 checksum mismatch (expected {spec.archive_md5}, got {got})"
-        payload = decompress_if_gzip(raw, name)
-        if spec.payload_sha256 is not None:
-            got = hashlib.sha256(payload).hexdigest()
-            if got != spec.payload_sha256:
-                return f"SHA-256 checksum mismatch (expected {spec.payload_sha256}, got {got})"
-        # Structure is checked even when a digest matched: it is the only check for files
-        # without a known digest, and it turns a wrong-digest table entry into a clear error.
-        array = decode_idx(payload, name)
-    except (OSError, IDXFormatError) as exc:
+        size = os.path.getsize(path)
+        if size > max_archive_bytes(spec):
+            return f"{size} bytes, more than a file of shape {spec.shape} can hold"
+        checks = (("sha256", "SHA-256", spec.archive_sha256), ("md5", "MD5", spec.archive_md5))
+        for algorithm, label, want in checks:
+            if want is not None:
+                got = _hash_file(path, algorithm)
+                if got != want:
+                    return f"{label} checksum mismatch (expected {want}, got {got})"
+    except OSError as exc:
         return f"unreadable ({exc})"
-    if array.shape != spec.shape or array.dtype != np.dtype(spec.dtype):
-        return (
-            f"unexpected content: shape {array.shape} of {array.dtype}, "
-            f"expected {spec.shape} of {spec.dtype}"
-        )
+    return _check_content(path, spec)
+
+
+def _stream_to(
+    out: BinaryIO, response: BinaryIO, spec: FileSpec, deadline: _deadline.Deadline
+) -> str | None:
+    """Copy the response to ``out``, checking the size cap, the deadline and the archive
+    digests as it goes; return None or why it stopped."""
+    limit = max_archive_bytes(spec)
+    digests = {"SHA-256": hashlib.sha256(), "MD5": hashlib.md5(usedforsecurity=False)}
+    read = getattr(response, "read1", None) or response.read
+    size = 0
+    while True:
+        if deadline.remaining() <= 0 or deadline.expired:
+            return f"took more than {deadline.seconds:g} s, the deadline for the whole file"
+        chunk = read(_CHUNK)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            return f"sent more than {limit} bytes, the most {spec.name} can be; stopped"
+        for digest in digests.values():
+            digest.update(chunk)
+        out.write(chunk)
+    if deadline.expired:  # the watchdog cut the connection: what came is incomplete
+        return f"took more than {deadline.seconds:g} s, the deadline for the whole file"
+    for label, want in (("SHA-256", spec.archive_sha256), ("MD5", spec.archive_md5)):
+        got = digests[label].hexdigest()
+        if want is not None and got != want:
+            return f"{label} checksum mismatch (expected {want}, got {got})"
     return None
 
 
-def _fetch_one(url: str, spec: FileSpec, directory: Path, fetch: Fetch) -> str | None:
+def _fetch_one(
+    url: str, spec: FileSpec, directory: Path, fetch: Fetch, deadline_s: float
+) -> str | None:
     """Download ``url`` into ``directory / spec.name``; return None or why it failed."""
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".part", dir=directory)
     except OSError as exc:
         return f"cannot create a temporary file in {directory}: {exc}"
     tmp = Path(tmp_name)
+    deadline = _deadline.Deadline(deadline_s)
+    token = _deadline.CURRENT.set(deadline)
     try:
-        with os.fdopen(fd, "wb") as out, fetch(url) as response:
-            shutil.copyfileobj(response, out, _CHUNK)
-        problem = verify_file(tmp, spec)
+        with deadline, os.fdopen(fd, "wb") as out, fetch(url) as response:
+            problem = _stream_to(out, response, spec, deadline)
+        if problem is None:
+            problem = _check_content(tmp, spec)
         if problem is None:
             # os.replace is atomic on one file system, so readers see no file or a whole one.
             os.replace(tmp, directory / spec.name)
@@ -154,10 +223,18 @@ def _fetch_one(url: str, spec: FileSpec, directory: Path, fetch: Fetch) -> str |
     # URLError and HTTPError are OSErrors; IncompleteRead and friends are HTTPExceptions;
     # urllib raises ValueError for a malformed URL.
     except (OSError, http.client.HTTPException, ValueError) as exc:
+        if deadline.expired:
+            return f"took more than {deadline_s:g} s, the deadline for the whole file"
         return f"{type(exc).__name__}: {exc}"
     finally:
+        _deadline.CURRENT.reset(token)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _https_first(mirrors: Sequence[str]) -> list[str]:
+    """The mirrors in their order, but every https one before any other (stable)."""
+    return sorted(mirrors, key=lambda url: not url.lower().startswith("https://"))
 
 
 def download_files(
@@ -166,11 +243,13 @@ def download_files(
     directory: str | os.PathLike[str],
     *,
     fetch: Fetch | None = None,
+    deadline_s: float = DEADLINE_S,
 ) -> list[Path]:
     """Download every file of ``specs`` that ``directory`` lacks, verifying each one.
 
-    Mirrors are tried in order for each file until one delivers a file that passes
-    :func:`verify_file`.
+    Mirrors are tried in order (https ones first) for each file until one delivers a file
+    that passes the checks of :func:`verify_file`. Each response is capped at
+    :func:`max_archive_bytes` and must arrive within ``deadline_s``.
 
     Parameters
     ----------
@@ -183,6 +262,8 @@ def download_files(
     fetch : Fetch, optional
         Opens a URL. Defaults to this module's :func:`urlopen`, looked up at call time so
         that tests can monkeypatch it.
+    deadline_s : float, default DEADLINE_S (600)
+        The longest one file may take, from connecting to the last byte.
 
     Returns
     -------
@@ -206,9 +287,9 @@ def download_files(
         target = directory / spec.name
         if not target.exists():
             failures = []
-            for mirror in mirrors:
+            for mirror in _https_first(mirrors):
                 url = mirror + spec.name
-                problem = _fetch_one(url, spec, directory, fetch)
+                problem = _fetch_one(url, spec, directory, fetch, deadline_s)
                 if problem is None:
                     break
                 failures.append(f"{url}: {problem}")

@@ -9,10 +9,12 @@ because mirrors and unpackers rename files freely.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import zlib
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -24,6 +26,7 @@ __all__ = [
     "decode_idx",
     "decompress_if_gzip",
     "read_idx",
+    "read_idx_stream",
     "write_idx",
 ]
 
@@ -38,13 +41,16 @@ IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
+#: The most dimensions a NumPy array can have (32 before NumPy 2, 64 since).
+MAX_DIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
 
 
 class IDXFormatError(NNBackError, ValueError):
     """A file is not a valid IDX file: truncated, corrupted or of another format."""
 
 
-def decompress_if_gzip(data: bytes, name: str = "<bytes>") -> bytes:
+def decompress_if_gzip(data: bytes, name: str = "<bytes>", limit: int | None = None) -> bytes:
     """Return ``data`` decompressed if it starts with the gzip magic, else unchanged.
 
     Parameters
@@ -53,6 +59,9 @@ def decompress_if_gzip(data: bytes, name: str = "<bytes>") -> bytes:
         A file's content.
     name : str, optional
         What to call the data in error messages.
+    limit : int, optional
+        The most bytes the result may hold; decompression stops one byte past it, so a
+        gzip bomb costs ``limit`` bytes of memory, not what it unpacks to.
 
     Returns
     -------
@@ -62,20 +71,77 @@ def decompress_if_gzip(data: bytes, name: str = "<bytes>") -> bytes:
     Raises
     ------
     IDXFormatError
-        If the gzip stream is truncated or corrupted.
+        If the gzip stream is truncated or corrupted, or unpacks to more than ``limit``.
     """
     if data[:2] != _GZIP_MAGIC:
         return data
-    try:
-        return gzip.decompress(data)
-    # A cut-off download ends the stream early (EOFError); a damaged one fails its CRC or
-    # the deflate decoder (BadGzipFile is an OSError, zlib.error is not).
-    except (EOFError, OSError, zlib.error) as exc:
-        raise IDXFormatError(f"{name}: corrupted or truncated gzip data ({exc})") from exc
+    reader = _Stream(io.BytesIO(data), name)
+    out = reader.read(limit + 1 if limit is not None else None)
+    if limit is not None and len(out) > limit:
+        raise IDXFormatError(f"{name}: the gzip data unpacks to more than {limit} bytes")
+    return out
 
 
-def _parse_header(data: bytes, name: str) -> tuple[np.dtype, tuple[int, ...], int]:
-    """Validate the IDX header in ``data`` and return (dtype, shape, header length)."""
+class _Stream:
+    """The content of a file, unpacked if gzipped, read in bounded pieces.
+
+    Nothing is decompressed beyond what :meth:`read` asks for (plus one chunk of input),
+    so a header's declared size can be checked against the stream as it is read.
+    ``digest``, when given, is updated with every unpacked byte.
+    """
+
+    def __init__(self, raw: BinaryIO, name: str, digest: Any = None) -> None:
+        self._raw, self._name, self._digest = raw, name, digest
+        self._pending = raw.read(2)
+        self._inflate = zlib.decompressobj(31) if self._pending == _GZIP_MAGIC else None
+        self.consumed = 0  # unpacked bytes handed out so far
+
+    def read(self, size: int | None) -> bytes:
+        """Up to ``size`` bytes (all when None); fewer only at the end of the content."""
+        pieces: list[bytes] = []
+        have = 0
+        while size is None or have < size:
+            piece = self._next(_CHUNK if size is None else min(_CHUNK, size - have))
+            if not piece:
+                break
+            pieces.append(piece)
+            have += len(piece)
+        data = b"".join(pieces)
+        self.consumed += len(data)
+        if self._digest is not None:
+            self._digest.update(data)
+        return data
+
+    def _next(self, size: int) -> bytes:
+        if self._inflate is None:
+            if self._pending:
+                piece, self._pending = self._pending[:size], self._pending[size:]
+                return piece
+            return self._raw.read(size)
+        try:
+            while True:
+                if self._inflate.eof:  # a member ended: the end, or another member
+                    rest = self._inflate.unused_data or self._pending or self._raw.read(_CHUNK)
+                    if not rest:
+                        return b""
+                    self._inflate, self._pending = zlib.decompressobj(31), rest
+                data = self._inflate.unconsumed_tail or self._pending or self._raw.read(_CHUNK)
+                self._pending = b""
+                if not data:
+                    raise EOFError("the compressed stream ended before its end marker")
+                piece = self._inflate.decompress(data, size)
+                if piece:
+                    return piece
+        # A cut-off download ends the stream early (EOFError); a damaged one fails its CRC
+        # or the deflate decoder (zlib.error).
+        except (EOFError, zlib.error) as exc:
+            message = f"{self._name}: corrupted or truncated gzip data ({exc})"
+            raise IDXFormatError(message) from None
+
+
+def _parse_header(stream: _Stream, name: str) -> tuple[np.dtype, tuple[int, ...], int]:
+    """Read and validate the IDX header; return (dtype, shape, header length)."""
+    data = stream.read(4)
     if len(data) < 4:
         raise IDXFormatError(
             f"{name}: {len(data)} bytes is too short for an IDX file (the magic number alone "
@@ -93,13 +159,56 @@ def _parse_header(data: bytes, name: str) -> tuple[np.dtype, tuple[int, ...], in
     if ndim == 0:
         raise IDXFormatError(f"{name}: the IDX header declares 0 dimensions (expected >= 1)")
     header_len = 4 + 4 * ndim
-    if len(data) < header_len:
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise IDXFormatError(
             f"{name}: truncated header: {ndim} dimensions need {header_len} header bytes, "
-            f"the file has {len(data)}"
+            f"the file has {4 + len(dims)}"
         )
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    if ndim > MAX_DIMS:
+        raise IDXFormatError(
+            f"{name}: the IDX header declares {ndim} dimensions; NumPy arrays have at most "
+            f"{MAX_DIMS}"
+        )
+    shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
     return IDX_DTYPES[code], shape, header_len
+
+
+def _decode(
+    stream: _Stream, name: str, expect: tuple[tuple[int, ...], np.dtype] | None = None
+) -> np.ndarray:
+    """Decode an IDX file from ``stream``, reading no more than its header declares (+1)."""
+    dtype, shape, _ = _parse_header(stream, name)
+    if expect is not None and (shape, dtype.newbyteorder("=")) != expect:
+        raise IDXFormatError(
+            f"{name}: unexpected content: shape {shape} of {dtype.name}, "
+            f"expected {expect[0]} of {expect[1].name}"
+        )
+    # Python ints: a corrupted header could declare sizes whose product overflows int64.
+    count = math.prod(shape)
+    expected = count * dtype.itemsize
+    # Read in chunks into a growing buffer, so a header declaring gigabytes costs what
+    # the file really holds, and a payload larger than declared is read one byte past it.
+    payload = bytearray()
+    while len(payload) < expected:
+        piece = stream.read(min(_CHUNK, expected - len(payload)))
+        if not piece:
+            break
+        payload += piece
+    if len(payload) < expected:
+        raise IDXFormatError(
+            f"{name}: payload truncated: the header declares shape {shape} of {dtype.name} "
+            f"({expected} bytes), but {len(payload)} bytes follow the header"
+        )
+    if stream.read(1):
+        raise IDXFormatError(
+            f"{name}: payload has trailing data: the header declares shape {shape} of "
+            f"{dtype.name} ({expected} bytes), but more bytes follow"
+        )
+    array = np.frombuffer(payload, dtype=dtype, count=count).reshape(shape)
+    # frombuffer gives a big-endian view of the bytes; astype copies it into a writable
+    # array in the machine's byte order, which every backend expects.
+    return array.astype(dtype.newbyteorder("="))
 
 
 def decode_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -122,26 +231,30 @@ def decode_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     IDXFormatError
         As :func:`read_idx`.
     """
-    data = decompress_if_gzip(data, name)
-    dtype, shape, header_len = _parse_header(data, name)
-    # Python ints: a corrupted header could declare sizes whose product overflows int64.
-    count = math.prod(shape)
-    expected = count * dtype.itemsize
-    actual = len(data) - header_len
-    if actual != expected:
-        what = "truncated" if actual < expected else "has trailing data"
-        raise IDXFormatError(
-            f"{name}: payload {what}: the header declares shape {shape} of {dtype.name} "
-            f"({expected} bytes), but {actual} bytes follow the header"
-        )
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=header_len).reshape(shape)
-    # frombuffer gives a read-only big-endian view of the bytes; astype copies it into a
-    # writable array in the machine's byte order, which every backend expects.
-    return array.astype(dtype.newbyteorder("="))
+    return _decode(_Stream(io.BytesIO(data), name), name)
+
+
+def read_idx_stream(
+    raw: BinaryIO,
+    name: str,
+    *,
+    digest: Any = None,
+    expect: tuple[tuple[int, ...], np.dtype] | None = None,
+) -> np.ndarray:
+    """Decode an IDX file from an open binary stream, gzipped or not.
+
+    ``digest`` (a ``hashlib`` object) is updated with the unpacked bytes; ``expect``,
+    ``(shape, dtype)``, is checked as soon as the header is read, before the payload.
+    """
+    return _decode(_Stream(raw, name, digest), name, expect)
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an IDX file, gzipped or not, into a NumPy array.
+
+    The file is read as a stream: a gzipped file is unpacked only as far as its header
+    declares (plus one byte), so a small file that unpacks to gigabytes costs no more
+    memory than the array it declares.
 
     Parameters
     ----------
@@ -164,7 +277,8 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         If ``path`` does not exist.
     """
     path = Path(path)
-    return decode_idx(path.read_bytes(), str(path))
+    with open(path, "rb") as raw:
+        return read_idx_stream(raw, str(path))
 
 
 def write_idx(path: str | os.PathLike[str], array: np.ndarray, compress: bool = True) -> Path:
