@@ -177,7 +177,9 @@ def command_train(args: argparse.Namespace) -> int:
         from . import plot
         from .datasets import CLASS_NAMES
 
-        names = CLASS_NAMES if args.dataset in ("sample", "fashion-mnist") else None
+        names = {"sample": CLASS_NAMES, "fashion-mnist": CLASS_NAMES}.get(args.dataset)
+        if args.dataset == "mnist":
+            names = tuple(f"digit {digit}" for digit in range(10))
         written = plot.write_training_plots(
             model, history, X_test, y_test, args.plot, class_names=names
         )
