@@ -267,7 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="optimizer",
     )
     add("--lr", type=float, default=1e-3, help="learning rate")
-    add("--seed", type=int, default=0, help="seed (a whole number >= 0) for the weights and shuffling")
+    add(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed (a whole number >= 0) for the weights and shuffling",
+    )
     add("--dtype", default="float32", choices=["float32", "float64"], help="float type")
     add(
         "--validation-split",
