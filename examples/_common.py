@@ -17,6 +17,7 @@ import numpy as np
 
 import nnback
 from nnback.datasets import (
+    CLASS_NAMES,
     DatasetNotFoundError,
     DownloadError,
     load_fashion_mnist,
@@ -25,19 +26,33 @@ from nnback.datasets import (
 )
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    """The options every script takes."""
-    p = argparse.ArgumentParser(description=description)
+def summary(doc: str) -> str:
+    """The first paragraph of a script's docstring, on one line: its ``--help`` text."""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+def parser(description: str, data: bool = True) -> argparse.ArgumentParser:
+    """The options every script takes; ``data=False`` for scripts that make their own data
+    (no ``--data-dir`` or ``--download``, which would do nothing there)."""
+    p = argparse.ArgumentParser(description=summary(description))
     p.add_argument("--quick", action="store_true", help="a smoke run on a small subset")
     p.add_argument(
         "--backend",
         default=None,
         help="numpy, numba, cupy or auto (default: $NNBACK_BACKEND, else numpy)",
     )
-    p.add_argument("--data-dir", default=None, help="directory with the MNIST IDX files")
-    p.add_argument("--download", action="store_true", help="download MNIST if it is missing")
-    p.add_argument("--seed", type=int, default=0)
+    if data:
+        p.add_argument("--data-dir", default=None, help="directory with the MNIST IDX files")
+        p.add_argument("--download", action="store_true", help="download MNIST if it is missing")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     return p
+
+
+def class_names(dataset: str) -> tuple[str, ...]:
+    """Names for the class indices of what :func:`load_digits` returned."""
+    if "Fashion" in dataset:
+        return CLASS_NAMES
+    return tuple(f"digit {digit}" for digit in range(10))
 
 
 def setup(args: argparse.Namespace) -> str:

@@ -29,7 +29,7 @@ TEXT_VALIDATION = "acc 0.945, loss 0.207 *"
 
 
 def main() -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    args = parser(__doc__, data=False).parse_args()
     backend = setup(args)
     epochs = 1000 if args.quick else 10000
 

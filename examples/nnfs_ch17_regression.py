@@ -28,7 +28,7 @@ TEXT_RESULT = "close fit, loss 0.000 *"
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
+    p = parser(__doc__, data=False)
     p.add_argument("--first-attempt", action="store_true", help="weights drawn with 0.01")
     p.add_argument("--plot", default=None, help="directory for regression.png")
     args = p.parse_args()

@@ -68,7 +68,7 @@ CONFIGURATIONS = [
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--plot", default=None, help="directory for the loss curves")
     args = p.parse_args()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from _common import Timer, load_digits, parser, plot_dir, report, setup
+from _common import Timer, class_names, load_digits, parser, plot_dir, report, setup
 
 import nnback
 from nnback.initializers import Gaussian
@@ -48,7 +48,7 @@ def build(activation: str, seed: int) -> nnback.Sequential:
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--activation", choices=["sigmoid", "relu", "both"], default="both")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--plot", default=None, help="directory for the curves and the grid")
@@ -87,7 +87,9 @@ def main() -> None:
             curves = os.path.join(args.plot, f"mlp_{activation}_curves.png")
             grid = os.path.join(args.plot, f"mlp_{activation}_misclassified.png")
             plot.plot_history(history, curves, title=f"784-50-10 {activation}")
-            plot.plot_misclassified(X_test, y_test, predicted, grid)
+            plot.plot_misclassified(
+                X_test, y_test, predicted, grid, class_names=class_names(dataset)
+            )
             print(f"wrote {curves} and {grid}")
         rows.append((f"784-50-10 {activation}", TEXT[activation], f"{100 * accuracy:.2f}% test"))
     report(rows, f"{dataset}, {epochs} epochs", backend)

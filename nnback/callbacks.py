@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import math
 import os
+import string
 from typing import Any
 
 from .errors import InputError
 
 __all__ = ["Callback", "EarlyStopping", "History", "LambdaCallback", "ModelCheckpoint"]
+
+#: What every epoch logs; with validation data also ``VALIDATION_LOGS``.
+EPOCH_LOGS = ("loss", "data_loss", "accuracy", "learning_rate", "samples_per_second", "seconds")
+VALIDATION_LOGS = ("val_loss", "val_accuracy")
+
+
+def logged_keys(validating: bool) -> list[str]:
+    """The keys of the per-epoch logs a ``fit`` with or without validation data gives."""
+    return [*EPOCH_LOGS, *(VALIDATION_LOGS if validating else ())]
 
 
 class History:
@@ -53,9 +63,17 @@ class History:
 
 
 class Callback:
-    """Hooks called by :meth:`Sequential.fit`; ``self.model`` is set before training."""
+    """Hooks called by :meth:`Sequential.fit`; ``self.model`` is set before training.
+
+    ``self.params`` is set before ``on_train_begin`` too: ``epochs``, ``batch_size`` and
+    ``logs``, the keys the per-epoch logs of this ``fit`` will have.
+    """
 
     model: Any = None
+    params: dict[str, Any] = {}  # noqa: RUF012 (replaced, never mutated, by set_params)
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = dict(params)
 
     def on_train_begin(self, logs: dict[str, float] | None = None) -> None: ...
 
@@ -153,8 +171,11 @@ class EarlyStopping(Callback):
 class ModelCheckpoint(Callback):
     """Save the model every ``every`` epochs, or only when ``monitor`` improves.
 
-    ``path`` may contain ``{epoch}`` (1-based) to keep one file per checkpoint; saving is
-    atomic, so an interrupted save leaves the previous file intact.
+    ``path`` may name the epoch's logs in ``str.format`` fields, such as ``{epoch}``
+    (1-based) to keep one file per checkpoint, or ``ck_{epoch:03d}_{val_loss:.3f}.npz``.
+    The fields are checked when training starts, against the logs that fit will give
+    (``val_*`` only with validation data), so a bad template fails before the first
+    epoch. Saving is atomic, so an interrupted save leaves the previous file intact.
     """
 
     def __init__(
@@ -168,12 +189,40 @@ class ModelCheckpoint(Callback):
         if not isinstance(every, int) or every < 1:
             raise InputError(f"ModelCheckpoint(every): expected an int >= 1, got {every!r}")
         self.path = os.fspath(path)
+        self.fields = _template_fields(self.path)
         self.every = every
         self.save_best_only = save_best_only
         self.monitor = monitor
         self.mode = _mode_for(monitor, mode)
         self.best = math.inf if self.mode == "min" else -math.inf
         self.saved: list[str] = []
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        available = self.params.get("logs")
+        if available is None:  # called outside fit: nothing to check against
+            return
+        names = ["epoch", *available]
+        missing = [field for field in self.fields if field not in names]
+        if missing:
+            validation = any(f.startswith("val_") for f in missing) and "val_loss" not in names
+            why = " (this fit has no validation data)" if validation else ""
+            fix = (
+                "pass validation_data=(X_val, y_val) or validation_split to fit, or use "
+                if validation
+                else "use "
+            )
+            raise InputError(
+                f"ModelCheckpoint(path): the template {self.path!r} uses "
+                f"{', '.join('{' + f + '}' for f in missing)}, which fit does not log{why}; "
+                f"{fix}only {', '.join('{' + n + '}' for n in names)}"
+            )
+        try:
+            self.path.format(**{name: 1.0 for name in available}, epoch=1)
+        except (ValueError, TypeError, IndexError) as exc:
+            raise InputError(
+                f"ModelCheckpoint(path): the template {self.path!r} cannot be filled in: "
+                f"{exc}; fields are numbers: the epoch an int, the logs floats"
+            ) from None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         if (epoch + 1) % self.every:
@@ -184,6 +233,29 @@ class ModelCheckpoint(Callback):
             if not _better(self.mode, value, self.best, 0.0):
                 return
             self.best = value
-        path = self.path.format(epoch=epoch + 1)
+        path = self.path.format(**logs, epoch=epoch + 1)
         self.model.save(path)
         self.saved.append(path)
+
+
+def _template_fields(path: str) -> list[str]:
+    """The names of the ``{fields}`` in a checkpoint path, or raise if it is malformed."""
+    try:
+        parsed = list(string.Formatter().parse(path))
+    except ValueError as exc:
+        raise InputError(
+            f"ModelCheckpoint(path): {path!r} is not a valid template ({exc}); write a "
+            "literal brace as {{ or }}"
+        ) from None
+    fields = []
+    for _, field, _, _ in parsed:
+        if field is None:
+            continue
+        name = field.split(".")[0].split("[")[0]
+        if not name or name.isdigit():
+            raise InputError(
+                f"ModelCheckpoint(path): {path!r} has a positional field {{{field}}}; name "
+                "what to fill in, such as {epoch} or {val_loss:.3f}"
+            )
+        fields.append(name)
+    return fields

@@ -11,12 +11,14 @@ import os
 import platform
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy
 
 from . import __version__
+from .cli_checks import check_train_options, partial_name
 from .errors import NNBackError
 
 THREAD_VARIABLES = (
@@ -86,16 +88,6 @@ def _load_dataset(name: str, data_dir: str | None, seed: int) -> tuple[Any, Any,
     return X, y, X_test, y_test, "classification"
 
 
-def _hidden_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise NNBackError(f"--hidden: expected comma-separated layer sizes, got {text!r}") from None
-    if any(size < 1 for size in sizes):
-        raise NNBackError(f"--hidden: layer sizes must be positive, got {text!r}")
-    return sizes
-
-
 def build_classifier(
     n_features: int,
     n_classes: int,
@@ -135,12 +127,7 @@ def command_train(args: argparse.Namespace) -> int:
     from .backends import get_backend
 
     backend = get_backend(args.backend)
-    hidden = _hidden_sizes(args.hidden)
-    for option in ("epochs", "batch_size"):
-        value = getattr(args, option)
-        if value < 1:
-            flag = "--" + option.replace("_", "-")
-            raise NNBackError(f"{flag}: expected a positive integer, got {value}")
+    hidden = check_train_options(args)  # every option, before any data is loaded
     X, y, X_test, y_test, _ = _load_dataset(args.dataset, args.data_dir, args.seed)
     n_classes = int(max(y.max(), y_test.max())) + 1
     model = build_classifier(
@@ -161,14 +148,19 @@ def command_train(args: argparse.Namespace) -> int:
     )
     verbose = 0 if args.quiet else (1 if sys.stderr.isatty() else 2)
     started = time.perf_counter()
-    history = model.fit(
-        X,
-        y,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        validation_split=args.validation_split,
-        verbose=verbose,
-    )
+    with warnings.catch_warnings():
+        # fit warns when Ctrl-C stops it; the command says so itself, in one line.
+        warnings.filterwarnings("ignore", message="training interrupted", category=UserWarning)
+        history = model.fit(
+            X,
+            y,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            validation_split=args.validation_split,
+            verbose=verbose,
+        )
+    if history.interrupted:
+        return _stop_interrupted(args, model, history)
     seconds = time.perf_counter() - started
     scores = model.evaluate(X_test, y_test)
     throughput = numpy.median(history["samples_per_second"])
@@ -179,14 +171,51 @@ def command_train(args: argparse.Namespace) -> int:
     )
     if args.save:
         model.save(args.save)
+        args.kept = [args.save]
         print(f"saved the model to {args.save}")
     if args.plot:
         from . import plot
+        from .datasets import CLASS_NAMES
 
-        written = plot.write_training_plots(model, history, X_test, y_test, args.plot)
+        names = {"sample": CLASS_NAMES, "fashion-mnist": CLASS_NAMES}.get(args.dataset)
+        if args.dataset == "mnist":
+            names = tuple(f"digit {digit}" for digit in range(10))
+        written = plot.write_training_plots(
+            model, history, X_test, y_test, args.plot, class_names=names
+        )
         for path in written:
             print(f"wrote {path}")
     return 0
+
+
+def _stop_interrupted(args: argparse.Namespace, model: Any, history: Any) -> int:
+    """Ctrl-C stopped training: keep the model only under a name that says it is partial,
+    say on stderr what was kept, and exit 130 so that ``nnback train && deploy`` stops."""
+    epoch, step = history.interrupted_at or (0, 0)
+    finished = f"{len(history.epoch)} of {args.epochs} epochs finished"
+    where = f"interrupted at epoch {epoch}, step {step} ({finished})"
+    if args.save:
+        partial = partial_name(args.save)
+        model.save(partial)
+        args.kept = [partial]
+        kept = f"kept the partial model in {partial}; {args.save} was not written"
+    else:
+        kept = "nothing was saved"
+    print(f"nnback: {where}: {kept}", file=sys.stderr)
+    return 130
+
+
+class ShowDefaults(argparse.HelpFormatter):
+    """Help that ends each option with its default, where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if default is None or default is False or default == argparse.SUPPRESS:
+            return text
+        if "default:" in text:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,26 +228,66 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="version, backends, BLAS and thread settings")
     info.set_defaults(run=command_info)
 
-    train = commands.add_parser("train", help="train an MLP classifier and report test accuracy")
-    train.add_argument("--backend", default=None, help="numpy, numba, cupy or auto")
-    train.add_argument(
-        "--dataset", default="sample", choices=["sample", "mnist", "fashion-mnist", "spiral"]
+    train = commands.add_parser(
+        "train",
+        help="train an MLP classifier and report test accuracy",
+        description="Train an MLP classifier, then report its test accuracy and speed.",
+        formatter_class=ShowDefaults,
     )
-    train.add_argument("--data-dir", default=None, help="directory with the IDX files")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--hidden", default="256,128", help="hidden layer sizes, e.g. 256,128")
-    train.add_argument(
-        "--activation", default="relu", choices=["relu", "leaky_relu", "tanh", "sigmoid"]
+    add = train.add_argument
+    add(
+        "--backend",
+        default=None,
+        help="numpy, numba, cupy or auto (default: $NNBACK_BACKEND, else numpy)",
     )
-    train.add_argument("--optimizer", default="adam", choices=["sgd", "adagrad", "rmsprop", "adam"])
-    train.add_argument("--lr", type=float, default=1e-3, help="learning rate")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    train.add_argument("--validation-split", type=float, default=0.1)
-    train.add_argument("--save", default=None, help="save the trained model to this file")
-    train.add_argument("--plot", default=None, help="write training plots (PNG) to this folder")
-    train.add_argument("--quiet", action="store_true", help="no progress or per-epoch lines")
+    add(
+        "--dataset",
+        default="sample",
+        choices=["sample", "mnist", "fashion-mnist", "spiral"],
+        help="'sample': 5,000 Fashion-MNIST images shipped with nnback",
+    )
+    add(
+        "--data-dir",
+        default=None,
+        help="directory with the IDX files (default: $NNBACK_DATA, the cache, /usr/share/datasets)",
+    )
+    add("--epochs", type=int, default=10, help="passes over the training set")
+    add("--batch-size", type=int, default=64, help="samples per optimizer step")
+    add("--hidden", default="256,128", help="hidden layer sizes, comma-separated")
+    add(
+        "--activation",
+        default="relu",
+        choices=["relu", "leaky_relu", "tanh", "sigmoid"],
+        help="activation of the hidden layers",
+    )
+    add(
+        "--optimizer",
+        default="adam",
+        choices=["sgd", "adagrad", "rmsprop", "adam"],
+        help="optimizer",
+    )
+    add("--lr", type=float, default=1e-3, help="learning rate")
+    add(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed (a whole number >= 0) for the weights and shuffling",
+    )
+    add("--dtype", default="float32", choices=["float32", "float64"], help="float type")
+    add(
+        "--validation-split",
+        type=float,
+        default=0.1,
+        help="fraction of the training set held out for validation",
+    )
+    add(
+        "--save",
+        default=None,
+        help="save the trained model to this file (checked before "
+        "training; after Ctrl-C only NAME.partial.npz is written)",
+    )
+    add("--plot", default=None, help="write training plots (PNG) to this folder")
+    add("--quiet", action="store_true", help="no progress or per-epoch lines")
     train.set_defaults(run=command_train)
 
     for name, (help_text, add_arguments, run) in EXTRA_COMMANDS.items():
@@ -241,8 +310,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Missing datasets raise a FileNotFoundError subclass whose message says what to do.
         print(f"nnback: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError as exc:
+        print(
+            f"nnback: error: out of memory ({exc}); use smaller --hidden or --batch-size",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
-        print("nnback: interrupted", file=sys.stderr)
+        kept = getattr(args, "kept", [])
+        what = f"kept {', '.join(kept)}" if kept else "nothing was saved"
+        print(f"nnback: interrupted: {what}", file=sys.stderr)
         return 130
 
 

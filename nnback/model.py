@@ -67,6 +67,8 @@ class Sequential:
     ) -> None:
         if str(numpy.dtype(dtype)) not in _DTYPES:
             raise InputError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+        if backend is not None:
+            get_backend(backend)  # an unknown or unavailable name fails now, not at build
         self.layers: list[Layer] = []
         for layer in layers or []:
             self.add(layer)

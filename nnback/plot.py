@@ -1,7 +1,8 @@
 """Plots of training and results, written as PNG files (matplotlib, an optional extra).
 
 - :func:`plot_history`: loss and accuracy curves (training and validation) per epoch;
-- :func:`plot_misclassified`: a grid of misclassified images with true and predicted labels;
+- :func:`plot_misclassified`: a grid of misclassified images, captioned with the true and
+  the predicted class;
 - :func:`plot_decision_boundary`: the predicted class over the plane of a 2-D toy set;
 - :func:`plot_regression`: predictions against targets;
 - :func:`write_training_plots`: what fits a trained model, as ``nnback train --plot DIR``.
@@ -128,8 +129,10 @@ def plot_misclassified(
     class_names: Sequence[str] | None = None,
     max_images: int = 25,
     image_shape: tuple[int, int] | None = None,
+    title: str | None = None,
 ) -> Any:
-    """A grid of the first misclassified images, titled ``t: true  p: predicted``.
+    """A grid of the first misclassified images, each captioned with its index, its true
+    class and the class the model predicted.
 
     Parameters
     ----------
@@ -138,8 +141,12 @@ def plot_misclassified(
     y_true, y_pred : array (n,)
         Labels (class indices, or any labels if ``class_names`` is None).
     class_names : sequence of str, optional
-        Names to print for class indices.
+        Names to print for class indices (such as ``nnback.datasets.CLASS_NAMES`` for
+        Fashion-MNIST); without them the captions show the class numbers.
     max_images : int
+    title : str, optional
+        The figure's title; by default it says what the grid shows and how many of the
+        images were misclassified.
     """
     images = numpy.asarray(images)
     y_true, y_pred = numpy.asarray(y_true).reshape(-1), numpy.asarray(y_pred).reshape(-1)
@@ -151,20 +158,32 @@ def plot_misclassified(
     wrong = numpy.flatnonzero(y_true != y_pred)[:max_images]
     columns = max(1, min(5, len(wrong)))
     rows = max(1, math.ceil(len(wrong) / columns))
-    figure = _figure(1.6 * columns, 1.8 * rows)
+    figure = _figure(2.0 * columns, 2.2 * rows + 0.5)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
 
     def name(label: Any) -> str:
-        return str(class_names[int(label)]) if class_names is not None else str(label)
+        if class_names is None:
+            return f"class {label}"
+        return str(class_names[int(label)])
 
     for ax in axes:
         ax.set_axis_off()
     for ax, index in zip(axes, wrong, strict=False):
         ax.imshow(images[index].reshape(image_shape), cmap="Greys", interpolation="nearest")
-        ax.set_title(f"{index}) t: {name(y_true[index])}\np: {name(y_pred[index])}", fontsize=8)
+        ax.set_title(
+            f"image {index}\ntrue: {name(y_true[index])}\npredicted: {name(y_pred[index])}",
+            fontsize=8,
+        )
     if len(wrong) == 0:
         axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
-    figure.suptitle(f"misclassified: {int(numpy.sum(y_true != y_pred))} of {len(y_true)}")
+    n_wrong = int(numpy.sum(y_true != y_pred))
+    shown = f"; the first {len(wrong)} shown" if 0 < len(wrong) < n_wrong else ""
+    figure.suptitle(
+        title
+        or f"Misclassified images: {n_wrong} of {len(y_true)} "
+        f"({n_wrong / max(1, len(y_true)):.1%}){shown}\n"
+        "each captioned with its true class and the class the model predicted"
+    )
     return _save(figure, path)
 
 
@@ -268,7 +287,7 @@ def write_training_plots(
     """Write the plots that suit a trained :class:`~nnback.Sequential` model into ``directory``.
 
     Always ``history.png`` (loss and accuracy curves); for a classifier on square images
-    ``misclassified.png`` (labelled with ``class_names`` when given, else class indices);
+    ``misclassified.png`` (captioned with ``class_names`` when given, else class numbers);
     for two input features ``decision_boundary.png``; for a regression model (squared or
     absolute error) ``regression.png``.
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy
 
-from .callbacks import Callback, History
+from .callbacks import Callback, History, logged_keys
 from .errors import InputError, TrainingError
 from .validation import (
     check_callbacks,
@@ -320,9 +320,11 @@ def fit(
     history = History()
     model.history = history
     model.stop_training = False
+    logged = logged_keys(validation is not None)
     for callback in callbacks:
         callback.model = model
-        callback.on_train_begin()
+        callback.set_params({"epochs": epochs, "batch_size": batch_size, "logs": logged})
+        callback.on_train_begin()  # may refuse this fit (a checkpoint template), before work
     settings = {
         "batch_size": batch_size,
         "shuffle": shuffle,

@@ -157,10 +157,19 @@ def _check_finite(name: str, converted: numpy.ndarray, original: numpy.ndarray) 
             "standardize it) or use a float64 model (dtype='float64')"
         )
     where = ", ".join(str(i) for i in index)
+    if name.startswith("y"):
+        # A missing label or target cannot be made up: filling it in (nan_to_num gives 0)
+        # would train on a wrong answer. Only dropping the sample is right.
+        fix = (
+            f"a missing target cannot be filled in, so drop those samples (keep = "
+            f"numpy.isfinite({name}).reshape(len({name}), -1).all(axis=1), then train on "
+            f"the rows of X and {name} where keep is True)"
+        )
+    else:
+        fix = "drop those samples or impute the values first (for example with numpy.nan_to_num)"
     raise InputError(
         f"{name}: contains NaN or infinity: expected finite numbers, got {count} non-finite "
-        f"value(s), the first {given} at [{where}]; drop those samples or impute the values "
-        "first (for example with numpy.nan_to_num)"
+        f"value(s), the first {given} at [{where}]; {fix}"
     )
 
 

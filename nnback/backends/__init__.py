@@ -54,6 +54,37 @@ _context_choice: contextvars.ContextVar[Backend | None] = contextvars.ContextVar
 )
 
 
+# Packages a backend needs, with the command that installs them.
+_INSTALL_HINTS = {
+    "numba": "pip install 'nnback[numba]'",
+    "llvmlite": "pip install 'nnback[numba]'",
+    "cupy": "pip install 'nnback[gpu]'",
+}
+
+
+def _nvidia_driver_present() -> bool:
+    """Whether the NVIDIA driver's CUDA library can be loaded (not whether it is recent)."""
+    import ctypes
+
+    for library in ("libcuda.so.1", "libcuda.so", "nvcuda.dll", "libcuda.dylib"):
+        try:
+            ctypes.CDLL(library)
+        except OSError:
+            continue
+        return True
+    return False
+
+
+def _clarify(reason: str) -> str:
+    """CUDA reports a missing driver as "driver version is insufficient": say what it is."""
+    if "driver version is insufficient" in reason and not _nvidia_driver_present():
+        return (
+            "no NVIDIA driver is installed (libcuda cannot be loaded), so CUDA cannot run; "
+            "use a machine with an NVIDIA GPU and its driver"
+        )
+    return reason
+
+
 def registered_backends() -> list[str]:
     """Names of every registered backend, whether or not it loads here."""
     return list(_REGISTRY)
@@ -71,10 +102,14 @@ def _load(name: str) -> Backend:
             module = importlib.import_module(module_name, __name__)
             backend = getattr(module, class_name)()
         except BackendUnavailableError as exc:
-            _failures[name] = str(exc)
-            raise
+            reason = _clarify(str(exc))
+            _failures[name] = reason
+            raise BackendUnavailableError(reason) from exc
         except ImportError as exc:
             reason = f"backend {name!r} cannot load: {exc}"
+            missing = getattr(exc, "name", None)
+            if missing in _INSTALL_HINTS:
+                reason += f"; install it with {_INSTALL_HINTS[missing]}"
             _failures[name] = reason
             raise BackendUnavailableError(reason) from exc
         except Exception as exc:
@@ -104,11 +139,20 @@ def available_backends() -> list[str]:
     return [name for name, reason in backend_status().items() if reason is None]
 
 
-def _describe_choices() -> str:
-    parts = []
-    for name, reason in backend_status().items():
-        parts.append(name if reason is None else f"{name} (unavailable: {reason})")
-    return "available: " + ", ".join(parts) + ", or 'auto'"
+def _describe_choices(asked: str | None = None) -> str:
+    """``available: ...`` naming the backends that load, then the others with why not
+    (except ``asked``, whose reason the message has already given)."""
+    status = backend_status()
+    usable = [name for name, reason in status.items() if reason is None]
+    text = "available: " + ", ".join([*usable, "or 'auto'"])
+    others = [
+        f"{name} ({reason})"
+        for name, reason in status.items()
+        if reason is not None and name != asked
+    ]
+    if others:
+        text += "; unavailable here: " + "; ".join(others)
+    return text
 
 
 def _resolve(choice: str | Backend) -> Backend:
@@ -131,7 +175,10 @@ def _resolve(choice: str | Backend) -> Backend:
     try:
         return _load(name)
     except BackendUnavailableError as exc:
-        raise BackendUnavailableError(f"{exc}; {_describe_choices()}") from None
+        reason = str(exc)
+        if not reason.startswith(f"backend {name!r}"):
+            reason = f"backend {name!r} cannot load: {reason}"
+        raise BackendUnavailableError(f"{reason}; {_describe_choices(name)}") from None
 
 
 def get_backend(name: str | Backend | None = None) -> Backend:

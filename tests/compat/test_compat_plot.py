@@ -95,3 +95,24 @@ def test_write_training_plots_for_images_toy_sets_and_regression(tmp_path: Path)
     written = plot.write_training_plots(regression, history, X_sine, y_sine, tmp_path / "r")
     assert [Path(p).name for p in written] == ["history.png", "regression.png"]
     assert all(is_png(p) for p in written)
+
+
+def test_misclassified_captions_name_the_true_and_predicted_class() -> None:
+    from nnback.datasets import CLASS_NAMES
+
+    images = np.random.default_rng(0).random((4, 16))
+    y_true, y_pred = np.array([1, 7, 3, 3]), np.array([7, 7, 3, 9])
+    figure = plot.plot_misclassified(images, y_true, y_pred, class_names=CLASS_NAMES)
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert titles == [
+        "image 0\ntrue: Trouser\npredicted: Sneaker",
+        "image 3\ntrue: Dress\npredicted: Ankle boot",
+    ]
+    heading = figure._suptitle.get_text()
+    assert heading.startswith("Misclassified images: 2 of 4 (50.0%)")
+    assert "true class and the class the model predicted" in heading
+    numbered = plot.plot_misclassified(images, y_true, y_pred, title="mine")
+    assert [ax.get_title() for ax in numbered.axes][
+        0
+    ] == "image 0\ntrue: class 1\npredicted: class 7"
+    assert numbered._suptitle.get_text() == "mine"

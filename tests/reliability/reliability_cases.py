@@ -197,7 +197,16 @@ CASES: list[Case] = [
     _case("ragged-x", _fits(X=[[1.0, 2.0, 3.0], [1.0]] * 6), E, "X:", "rectangular", "same length"),
     _case("nan-x", _fits(X=_with(numpy.nan)), E, "X:", "finite", "nan at [3, 1]", "impute"),
     _case("inf-x", _fits(X=_with(-numpy.inf)), E, "X:", "finite", "-inf at [3, 1]", "impute"),
-    _case("nan-y", _fits(y=numpy.where(Y == 0, numpy.nan, Y)), E, "y:", "finite", "nan", "impute"),
+    _case(
+        "nan-y",
+        _fits(y=numpy.where(Y == 0, numpy.nan, Y)),
+        E,
+        "y:",
+        "finite",
+        "nan",
+        "cannot be filled in",
+        "drop those samples",
+    ),
     _case("overflow-x", _fits(X=_with(1e300)), E, "X:", "below 3.4e+38", "1e+300", "rescale"),
     _case("int-x", lambda mp, tmp: _works_exactly((X * 100).astype(numpy.int32)), None),
     _case(

@@ -1,6 +1,7 @@
 """One test per row of the bad-input table in docs/reliability.md.
 
-The rows are the cases of ``reliability_cases.CASES``; each test runs its case, checks the
+The rows are the cases of ``reliability_cases.CASES``,
+``reliability_cases_cli.CLI_CASES`` and ``reliability_untrusted_cases.UNTRUSTED_CASES``; each test runs its case, checks the
 outcome and the message fragments, and checks the docs' row with the same id (outcome and
 message excerpt) against what actually happened, so the table cannot drift from the code.
 """
@@ -12,7 +13,9 @@ import warnings
 from pathlib import Path
 
 import pytest
-from reliability_cases import CASES, Case
+from reliability_cases import CASES as API_CASES
+from reliability_cases import Case
+from reliability_cases_cli import CLI_CASES
 from reliability_untrusted_cases import UNTRUSTED_CASES
 
 import nnback as nb
@@ -36,6 +39,8 @@ def _doc_rows() -> dict[str, dict[str, str]]:
 
 
 DOC_ROWS = _doc_rows()
+# The bad inputs of the API, then those of the command line and the first hour.
+CASES: list[Case] = [*API_CASES, *CLI_CASES]
 
 
 def _run(case: Case, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
