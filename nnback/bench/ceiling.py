@@ -111,7 +111,10 @@ def _gemm_workload(spec: CeilingSpec, skip: str | None) -> Workload:
         def finish() -> dict[str, Any]:
             calls.clear()  # hand the device memory back before the next workload
             info = backend.info()
-            facts = {"backend": backend.name, "device_name": info.get("device", spec.device)}
+            facts = {
+                "backend": backend.name,
+                "device_name": info.get("device", f"{backend.name} backend"),
+            }
             if "tf32" in info:
                 facts["tf32"] = info["tf32"]
             return facts
