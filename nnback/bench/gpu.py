@@ -115,7 +115,16 @@ def _nnback_epoch(runner: str, batch: int, samples: int, skip: str | None) -> Wo
         with scoped_environment(env):
             prepared = base.setup()
         epoch = _in_environment(prepared.run, env)
-        return Prepared(run=epoch, warmup=epoch, warmup_amount=float(samples))
+
+        def finish() -> dict[str, Any]:
+            return {"nnback_capture": os.environ.get(CAPTURE_ENV_VAR, "(unset)")}
+
+        return Prepared(
+            run=epoch,
+            warmup=epoch,
+            warmup_amount=float(samples),
+            finish=_in_environment(finish, env),
+        )
 
     return dataclasses.replace(
         base,

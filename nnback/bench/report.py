@@ -209,6 +209,8 @@ def _notes(entry: Entry) -> str:
             f"first epoch {float(extra['first_epoch_s']):.2f} s, backend load "
             f"{float(extra.get('backend_s') or 0.0):.2f} s, kernel cache {extra.get('cache')}"
         )
+    if extra.get("nnback_capture"):
+        notes.append(f"NNBACK_CAPTURE={extra['nnback_capture']}")
     if extra.get("tf32"):
         notes.append(f"tf32 {extra['tf32']}")
     return ", ".join(notes)

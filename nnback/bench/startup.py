@@ -96,6 +96,7 @@ def _workload(runner: str, samples: int, skip: str | None) -> Workload:
                 facts[key] = statistics.median(float(r[key]) for r in replies)
             for key in ("backend", "cache_files_before", "cache_files_after", "device"):
                 facts[key] = replies[-1].get(key)
+            facts["cache_dirs"] = [r.get("cache_dir") for r in replies]
             return facts
 
         # The first call would be a start-up like any other: nothing to warm up.
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         "backend_s": imported - started,
         "data_s": made - imported,
         "first_epoch_s": finished - made,
+        "cache_dir": cache,
         "cache_files_before": before,
         "cache_files_after": _cache_files(cache) if cache else 0,
     }
