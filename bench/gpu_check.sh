@@ -102,7 +102,7 @@ for part in $PARTS; do
   case "$part" in
     start) filter="gpu_start"; limit=70; rounds=$(( ROUNDS < 2 ? ROUNDS : 2 )) ;;
     b128) filter="gpu_train_epoch b128"; limit=70; rounds=$ROUNDS ;;
-    *) filter="gpu_train_epoch $part"; limit=50; rounds=$ROUNDS ;;
+    *) filter="gpu_train_epoch $part"; limit=60; rounds=$ROUNDS ;;
   esac
   BENCH_FILES+=("$WORK/bench-$part.json")
   run_phase "bench $part" "$limit" "$DEST/bench.log" "$PY" -m nnback.bench --gpu \

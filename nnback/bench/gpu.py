@@ -64,10 +64,13 @@ def gpu_backend_reason() -> str | None:
     """Why nnback's GPU runners skip here (CuPy or its GPU missing), or None."""
     if gpu_dry_run():
         return None
-    from ..backends import backend_status
+    from ..backends import get_backend
 
-    reason = backend_status().get("cupy", "no 'cupy' backend is registered")
-    return None if reason is None else f"the cupy backend does not load: {reason}"
+    try:  # only cupy: a worker must not load numba (nor set its OpenMP policy) for nothing
+        get_backend("cupy")
+    except Exception as exc:  # unavailable, or not registered
+        return f"the cupy backend does not load: {exc}"
+    return None
 
 
 def nnback_gpu_env(runner: str) -> dict[str, str]:

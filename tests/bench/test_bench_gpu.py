@@ -83,7 +83,11 @@ def test_runners_skip_with_the_reason_without_cupy_torch_or_a_driver(
     import nnback.bench.peers_torch_cuda as peers_cuda
 
     monkeypatch.delenv(GPU_DRY_RUN_ENV_VAR, raising=False)
-    monkeypatch.setattr(backends, "backend_status", lambda: {"cupy": "cupy is not installed"})
+
+    def refuse(name: str) -> None:
+        raise backends.BackendUnavailableError("cupy is not installed")
+
+    monkeypatch.setattr(backends, "get_backend", refuse)
     assert (
         gpu_module.gpu_backend_reason() == "the cupy backend does not load: cupy is not installed"
     )
