@@ -10,7 +10,7 @@
 #
 # Logs, the merged benchmark JSON and the table go to $OUT when set (6 files, no folders),
 # else to a new temporary directory (printed). Environment: PYTHON (the interpreter; the
-# GPU machine's is /opt/torch/.venv/bin/python3), GPU_CHECK_BUDGET_S (default 345),
+# GPU machine's is /opt/torch/.venv/bin/python3), GPU_CHECK_BUDGET_S (default 330),
 # GPU_CHECK_SAMPLES, GPU_CHECK_ROUNDS, GPU_CHECK_PARTS (benchmark parts: b128 b1024 b8192
 # start), GPU_CHECK_SUITE (pytest arguments of the suite phase).
 set -u
@@ -24,7 +24,7 @@ case "${1:-}" in
 esac
 
 START=$(date +%s)
-BUDGET=${GPU_CHECK_BUDGET_S:-345}
+BUDGET=${GPU_CHECK_BUDGET_S:-330}
 DEADLINE=$((START + BUDGET))
 RESERVE=15  # kept back for the table
 
@@ -79,6 +79,10 @@ run_phase() {
 
 say "python: $PY; output: $DEST; dry run: $DRY; samples: $SAMPLES; rounds: $ROUNDS"
 "$PY" -c "import sys, numpy; print(sys.version.split()[0], 'numpy', numpy.__version__)" >>"$LOG" 2>&1
+# What is installed, for the log: a missing test dependency explains collection errors.
+"$PY" -c 'import importlib.util as u
+for n in "cupy torch numba pytest xdist tqdm hypothesis threadpoolctl pytest_benchmark".split():
+    print(n + ":", "yes" if u.find_spec(n) else "MISSING")' >>"$LOG" 2>&1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >>"$LOG" 2>&1 || true
 
 # 1. Install, offline: everything nnback needs is already there; setuptools and wheel too.
