@@ -124,7 +124,8 @@ run_phase "suite on cupy" 150 "$DEST/suite.log" "$PY" -m pytest -q -rs -p no:cac
 # 5. The table, last.
 say "total: $(($(date +%s) - START))s"
 echo
-timeout -k 2 20 "$PY" -m nnback.bench.gpu_report --out "$DEST" --bench ${BENCH_FILES[@]+"${BENCH_FILES[@]}"} \
+timeout -k 2 20 "$PY" -m nnback.bench.gpu_report --out "$DEST" \
+  --bench ${BENCH_FILES[@]+"${BENCH_FILES[@]}"} \
   --junit "gpu tests=$WORK/gpu-tests.xml" --junit "suite on cupy=$WORK/suite.xml" \
   ${PHASES[@]+"${PHASES[@]}"} || echo "gpu_check: the table could not be made (see $LOG)"
 echo "logs and results: $DEST"
