@@ -36,3 +36,16 @@ def test_real_data_training(benchmark: Any, workload: Workload) -> None:
     Skipped with the reason when Fashion-MNIST is not installed.
     """
     run_pytest_benchmark(benchmark, workload, 1)
+
+
+def test_gpu_train_epoch(benchmark: Any, workload: Workload, epoch_rounds: int) -> None:
+    """One epoch on the GPU: nnback cupy (captured, eager) beside PyTorch CUDA (eager, fused
+    Adam, whole step in a CUDA graph), after a whole warm-up epoch. ``nnback bench --gpu``
+    takes the same runners' rounds in turn, which pytest-benchmark cannot: quote ratios
+    from that."""
+    run_pytest_benchmark(benchmark, workload, epoch_rounds)
+
+
+def test_gpu_start(benchmark: Any, workload: Workload) -> None:
+    """A fresh process to the end of its first epoch on cupy, kernel cache empty or warm."""
+    run_pytest_benchmark(benchmark, workload, 2)

@@ -8,6 +8,7 @@ Usage::
     nnback bench                                  # quick subset, table on stdout
     nnback bench --json run.json --plot run.png   # also save JSON and a bar chart
     nnback bench --full --filter "train_epoch numba"   # any part of the full suite
+    nnback bench --gpu --rounds 5                 # GPU items beside PyTorch CUDA
     nnback bench --report run.json                # the table of an earlier run (or pytest's)
     nnback bench --compare old.json new.json --threshold 0.1   # exit 1 on regressions
 
@@ -42,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--no-peers", action="store_true", help="leave out PyTorch and scikit-learn")
     what.add_argument(
         "--full", action="store_true", help="the whole suite instead of the quick subset (long)"
+    )
+    what.add_argument(
+        "--gpu",
+        action="store_true",
+        help="the GPU items only: nnback cupy (captured and eager) beside PyTorch CUDA "
+        "(eager, fused Adam, CUDA graph) at batch 128, 1024 and 8192, cold and warm "
+        "start-up, and the GPU's GEMM peak (60,000 samples unless --samples)",
     )
     what.add_argument(
         "--filter", default="", help="only benchmarks whose name contains every word given"
@@ -109,7 +117,7 @@ def _settings(args: argparse.Namespace) -> Any:
         real_epochs=args.epochs,
         backends=names,
         peers=not args.no_peers,
-        default_samples=DEFAULT_SAMPLES if args.full else QUICK_SAMPLES,
+        default_samples=DEFAULT_SAMPLES if args.full or args.gpu else QUICK_SAMPLES,
         isolate=not args.same_process,
     )
 
@@ -125,7 +133,12 @@ def _run_order(workload: Any) -> int:
 def _chosen(args: argparse.Namespace, settings: Any) -> list[Any]:
     from .bench import catalog
 
-    workloads = catalog.all_workloads(settings) if args.full else catalog.quick_workloads(settings)
+    if args.gpu:
+        workloads = catalog.gpu_workloads(settings)
+    elif args.full:
+        workloads = catalog.all_workloads(settings)
+    else:
+        workloads = catalog.quick_workloads(settings)
     if args.filter:
         workloads = catalog.with_ceilings(catalog.select(workloads, args.filter), settings)
         if not any(w.provides is None for w in workloads):
@@ -186,14 +199,14 @@ def run(args: argparse.Namespace) -> int:
     results = run_workloads(workloads, options, progress=None if args.quiet else sys.stderr)
     document = results_json(results, machine_info(), commit_info())
     document["nnback_settings"] = {
-        "subset": "full" if args.full else "quick",
+        "subset": "gpu" if args.gpu else "full" if args.full else "quick",
         "filter": args.filter,
         "samples_per_epoch": settings.samples,
         "real_data_epochs": settings.real_epochs,
         "max_time_s": args.max_time,
         "epoch_rounds": args.rounds,
     }
-    scope = "full suite" if args.full else "quick subset"
+    scope = "GPU items" if args.gpu else "full suite" if args.full else "quick subset"
     title = f"nnback bench ({scope}, {settings.samples:,} samples per training epoch)"
     print(format_report(document, args.format, title=title, stat=args.stat))
     if args.json:

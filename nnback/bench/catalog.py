@@ -30,6 +30,7 @@ from .endtoend import (
     real_data_workload,
     train_epoch_workload,
 )
+from .gpu import GPU_FAMILY, gpu_backend_reason, gpu_train_epochs
 from .isolation import isolated
 from .ops import (
     LOSSES,
@@ -44,6 +45,7 @@ from .ops import (
 )
 from .peers_sklearn import SKLEARN, sklearn_peer
 from .peers_torch import TORCH, TORCH_TUNED, torch_peer
+from .startup import START_FAMILY, startup_workloads
 from .workload import CeilingSpec, Workload, env_int
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "Settings",
     "all_workloads",
     "family_workloads",
+    "gpu_workloads",
     "quick_workloads",
     "select",
     "with_ceilings",
@@ -66,6 +69,8 @@ EPILOGUE_ACTIVATIONS = ("relu", "sigmoid")
 #: Families in the order the report lists them: end to end first, the machine last.
 FAMILY_ORDER = (
     "train_epoch",
+    GPU_FAMILY,
+    START_FAMILY,
     "train_step_overhead",
     "inference",
     "real_data_training",
@@ -108,6 +113,8 @@ class Settings:
         Whether each long workload (an epoch) runs in a worker process of its own
         (:mod:`~nnback.bench.isolation`), so that runners measured in one run cannot slow
         each other down.
+    runners : tuple of str, optional
+        Only these runners in the GPU families (a worker builds only its own).
     """
 
     samples: int = DEFAULT_SAMPLES
@@ -115,6 +122,7 @@ class Settings:
     backends: tuple[tuple[str, str | None], ...] = field(default_factory=_default_backends)
     peers: bool = True
     isolate: bool = True
+    runners: tuple[str, ...] | None = None
 
     @classmethod
     def from_environment(
@@ -255,6 +263,8 @@ def _families() -> dict[str, Callable[[Settings], list[Workload]]]:
         "softmax_crossentropy": grid(softmax_crossentropy_workload),
         "loss": each(LOSSES, loss_workload),
         "optimizer_step": optimizers,
+        GPU_FAMILY: lambda st: gpu_train_epochs(st.samples, st.peers, st.runners),
+        START_FAMILY: lambda st: startup_workloads(st.samples, st.runners),
     }
 
 
@@ -270,7 +280,10 @@ def _ceilings_for(workloads: Iterable[Workload], settings: Settings) -> list[Wor
     found = []
     for spec in specs.values():
         backend_name = device_backend_name(spec.device)
-        reason = reasons.get(backend_name) if backend_name in reasons else None
+        if backend_name in reasons:
+            reason = reasons[backend_name]
+        else:  # a GPU item's ceiling when the cupy backend was not among those chosen
+            reason = gpu_backend_reason() if spec.device == "gpu" else None
         found.append(ceiling_workload(spec, reason))
     return found
 
@@ -280,7 +293,9 @@ def _isolate(workloads: list[Workload], settings: Settings) -> list[Workload]:
     if not settings.isolate:
         return workloads
     return [
-        isolated(w, settings.samples, settings.real_epochs) if w.long and not w.skip else w
+        isolated(w, settings.samples, settings.real_epochs)
+        if w.long and not w.skip and not w.own_process
+        else w
         for w in workloads
     ]
 
@@ -306,6 +321,13 @@ def with_ceilings(workloads: list[Workload], settings: Settings) -> list[Workloa
     present = {w.provides.key for w in workloads if w.provides is not None}
     extra = [w for w in _ceilings_for(workloads, settings) if w.provides.key not in present]  # type: ignore[union-attr]
     return extra + workloads
+
+
+def gpu_workloads(settings: Settings) -> list[Workload]:
+    """The GPU items only: training epochs beside PyTorch CUDA, start-up, the ceilings."""
+    families = _families()
+    chosen = families[GPU_FAMILY](settings) + families[START_FAMILY](settings)
+    return with_ceilings(_isolate(chosen, settings), settings)
 
 
 def select(workloads: Iterable[Workload], words: str) -> list[Workload]:
@@ -351,7 +373,7 @@ def quick_workloads(settings: Settings) -> list[Workload]:
     dense forward 784->256 and backward 256->128, the fused epilogues, softmax +
     cross-entropy and the Adam step over 784x256. Then the ceilings those refer to.
     """
-    quick_families = ("train_epoch", "train_step_overhead", "inference") + FAMILY_ORDER[5:-1]
+    quick_families = ("train_epoch", "train_step_overhead", "inference") + FAMILY_ORDER[7:-1]
     families = _families()
     chosen = [
         w for family in quick_families for w in families[family](settings) if _quick_filter(w)

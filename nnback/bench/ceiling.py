@@ -9,8 +9,10 @@ optimizer step against the copy bandwidth.
 The GEMMs run through the array module the backends use (NumPy's BLAS on the CPU, cuBLAS
 through CuPy on a GPU), into preallocated outputs, as the backends do. The bandwidth is a
 copy of 64 MiB (CPU) or 512 MiB (GPU) into another array: read once, written once, larger
-than the caches. Small arrays that stay in cache can move faster than that, so a memory-bound
-op can show more than 100 % of it.
+than the caches. Small arrays that stay in cache can move faster than that, so a
+memory-bound op can show more than 100 % of it. On a GPU the peak FP32 GEMM rate (``peak``:
+one square product, TF32 off as nnback keeps it) is measured too: the GPU training epochs
+are read against it.
 """
 
 from __future__ import annotations
@@ -20,17 +22,20 @@ from typing import Any
 import numpy
 
 from .data import gemm_flops, network_flops
-from .workload import CeilingSpec, Prepared, Workload
+from .workload import CeilingSpec, Prepared, Workload, gpu_dry_run
 
 __all__ = ["CEILING_FAMILY", "ceiling_workload", "device_backend_name"]
 
 CEILING_FAMILY = "ceiling"
 _DEVICE_BACKENDS = {"cpu": "numpy", "gpu": "cupy"}
 _COPY_BYTES = {"cpu": 64 << 20, "gpu": 512 << 20}
+_DRY_RUN_COPY_BYTES = 8 << 20
 
 
 def device_backend_name(device: str) -> str:
-    """The backend whose array module measures a device's ceiling."""
+    """The backend whose array module measures a device's ceiling (numpy in a GPU dry run)."""
+    if device == "gpu" and gpu_dry_run():
+        return "numpy"
     return _DEVICE_BACKENDS[device]
 
 
@@ -41,7 +46,7 @@ def _backend(device: str) -> Any:
 
 
 def _random(backend: Any, rng: numpy.random.Generator, shape: tuple[int, ...], dtype: str) -> Any:
-    return backend.asarray(rng.standard_normal(shape).astype(dtype))
+    return backend.asarray(rng.standard_normal(shape, dtype=numpy.dtype(dtype).type))
 
 
 def _gemm_calls(spec: CeilingSpec, backend: Any) -> list[tuple[Any, Any, Any]]:
@@ -53,6 +58,9 @@ def _gemm_calls(spec: CeilingSpec, backend: Any) -> list[tuple[Any, Any, Any]]:
     for index, (n_in, n_out) in enumerate(pairs):
         x = _random(backend, rng, (n, n_in), dtype)
         w = _random(backend, rng, (n_in, n_out), dtype)
+        if spec.kind == "peak":
+            calls.append((x, w, backend.empty((n, n_out), dtype)))
+            continue
         dz = _random(backend, rng, (n, n_out), dtype)
         forward = spec.kind in ("fwd", "forward", "step")
         weight_grad = spec.kind in ("bwd", "bwd-nodx", "step")
@@ -74,7 +82,7 @@ def _gemm_spec_flops(spec: CeilingSpec) -> float:
         return network_flops(spec.layers, n, training=False)
     n_in, n_out = spec.layers
     per_gemm = gemm_flops(n, n_in, n_out)
-    return per_gemm * {"fwd": 1, "bwd-nodx": 1, "bwd": 2}[spec.kind]
+    return per_gemm * {"fwd": 1, "peak": 1, "bwd-nodx": 1, "bwd": 2}[spec.kind]
 
 
 def _describe(spec: CeilingSpec) -> str:
@@ -85,6 +93,7 @@ def _describe(spec: CeilingSpec) -> str:
         "bwd-nodx": f"ceiling: gemm x.T@dz {spec.batch}x{shape.replace('-', 'x')}",
         "forward": f"ceiling: gemm forward pass {shape}",
         "step": f"ceiling: gemm training step {shape}",
+        "peak": f"ceiling: peak gemm {spec.batch}x{shape.replace('-', 'x')}",
     }[spec.kind]
 
 
@@ -99,7 +108,18 @@ def _gemm_workload(spec: CeilingSpec, skip: str | None) -> Workload:
                 matmul(a, b, out=out)
             synchronize()
 
-        return Prepared(run=run)
+        def finish() -> dict[str, Any]:
+            calls.clear()  # hand the device memory back before the next workload
+            info = backend.info()
+            facts = {
+                "backend": backend.name,
+                "device_name": info.get("device", f"{backend.name} backend"),
+            }
+            if "tf32" in info:
+                facts["tf32"] = info["tf32"]
+            return facts
+
+        return Prepared(run=run, finish=finish)
 
     flops = _gemm_spec_flops(spec)
     return Workload(
@@ -120,6 +140,8 @@ def _gemm_workload(spec: CeilingSpec, skip: str | None) -> Workload:
 
 def _bandwidth_workload(spec: CeilingSpec, skip: str | None) -> Workload:
     size = _COPY_BYTES[spec.device]
+    if spec.device == "gpu" and gpu_dry_run():
+        size = _DRY_RUN_COPY_BYTES
 
     def setup() -> Prepared:
         backend = _backend(spec.device)

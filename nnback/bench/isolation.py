@@ -14,7 +14,8 @@ parent's clock still times each call (the pipe adds about 0.1 ms to calls that t
 seconds), so both timing engines, the quick runner and pytest-benchmark, work unchanged.
 Only long workloads (epochs) are isolated: a per-op call of ~100 us would measure the pipe.
 
-The worker inherits the environment, minus an ``OMP_WAIT_POLICY`` that only nnback set.
+The worker inherits the environment, minus an ``OMP_WAIT_POLICY`` that only nnback set,
+plus the workload's own ``env`` (``NNBACK_CAPTURE=0`` for nnback's eager GPU steps).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from typing import IO, Any
 
 from .workload import PEERS, Prepared, Workload, WorkloadSkipped
@@ -55,14 +57,16 @@ def isolated(work: Workload, samples: int, real_epochs: int) -> Workload:
         "runner": work.runner,
         "samples": int(samples),
         "real_epochs": int(real_epochs),
+        "env": [list(pair) for pair in work.env],
     }
     return dataclasses.replace(work, setup=lambda: _Worker(spec).prepared())
 
 
-def worker_environment() -> dict[str, str]:
+def worker_environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """The parent's environment for a worker: nnback's own ``OMP_WAIT_POLICY`` left out.
 
-    ``sys.path`` is passed on too, so a worker imports the same nnback as its parent.
+    ``sys.path`` is passed on too, so a worker imports the same nnback as its parent;
+    ``overrides`` (a workload's ``env``) are set last.
     """
     from .peers_torch import users_wait_policy
 
@@ -76,6 +80,7 @@ def worker_environment() -> dict[str, str]:
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.update(overrides or {})
     return env
 
 
@@ -92,7 +97,7 @@ class _Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
-            env=worker_environment(),
+            env=worker_environment({str(k): str(v) for k, v in spec.get("env", ())}),
         )
 
     def prepared(self) -> Prepared:
@@ -189,6 +194,7 @@ def _build(spec: dict[str, Any]) -> Workload:
         backends=backends,
         peers=runner in PEERS,
         isolate=False,
+        runners=(runner,),
     )
     for work in family_workloads(spec["family"], settings):
         if work.name == spec["name"]:

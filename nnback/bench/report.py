@@ -6,8 +6,9 @@ together, one per runner. Columns:
 - ``median`` (or the statistic chosen, e.g. ``min``): the time of one call (an epoch, a
   batch, an optimizer step) over the timed rounds; every other column uses the same one;
 - ``throughput``: the work per second (samples/s, µs per step, params/s, GFLOP/s, GB/s);
-- ``×numpy``, ``×torch``, ``×tuned``: speed-up over the NumPy reference backend, PyTorch as
-  users run it and tuned PyTorch on the same item (their time / this time: > 1 is faster);
+- ``×numpy``, ``×torch``, ``×tuned``, ``×graph``: speed-up over the NumPy reference
+  backend, PyTorch as users run it, tuned PyTorch and PyTorch with the whole step in a CUDA
+  graph on the same item (their time / this time: > 1 is faster);
 - ``ceiling``: the fraction of the machine's GEMM rate at the same shapes (``gemm``) or of
   its copy bandwidth (``bw``), both measured in the same run;
 - ``notes``: test accuracy, late/early epoch throughput, peak memory, samples per epoch.
@@ -37,8 +38,24 @@ __all__ = [
     "load_results",
 ]
 
-RUNNER_ORDER = ("numpy", "numba", "cupy", "torch", "torch-tuned", "sklearn", "cpu", "gpu")
+RUNNER_ORDER = (
+    "numpy",
+    "numba",
+    "cupy",
+    "cupy-eager",
+    "cupy-cold",
+    "cupy-warm",
+    "torch",
+    "torch-tuned",
+    "torch-cuda",
+    "torch-cuda-fused",
+    "torch-cuda-graph",
+    "sklearn",
+    "cpu",
+    "gpu",
+)
 REFERENCE, TORCH, TORCH_TUNED = "numpy", "torch", "torch-tuned"
+TORCH_CUDA_GRAPH = "torch-cuda-graph"
 
 
 @dataclass
@@ -185,8 +202,17 @@ def _notes(entry: Entry) -> str:
         notes.append(f"acc {100 * float(extra['test_accuracy']):.1f}%")
     if extra.get("last_over_first"):
         notes.append(f"last/first epoch {float(extra['last_over_first']):.2f}")
-    if entry.family in ("train_epoch", "memory_peak") and entry.unit == "sample":
+    if entry.family in ("train_epoch", "gpu_train_epoch", "memory_peak") and entry.unit == "sample":
         notes.append(f"{int(entry.amount):,} samples")
+    if extra.get("first_epoch_s") is not None:
+        notes.append(
+            f"first epoch {float(extra['first_epoch_s']):.2f} s, backend load "
+            f"{float(extra.get('backend_s') or 0.0):.2f} s, kernel cache {extra.get('cache')}"
+        )
+    if extra.get("nnback_capture"):
+        notes.append(f"NNBACK_CAPTURE={extra['nnback_capture']}")
+    if extra.get("tf32"):
+        notes.append(f"tf32 {extra['tf32']}")
     return ", ".join(notes)
 
 
@@ -231,9 +257,8 @@ def table_rows(entries: list[Entry], stat: str = "median") -> tuple[list[str], l
         by_item[entry.item].setdefault(entry.runner, entry)
     runners = {e.runner for e in entries}
     columns = ["work", "dtype", "batch", "runner", stat, "throughput", "×numpy"]
-    columns += [
-        label for label, peer in (("×torch", TORCH), ("×tuned", TORCH_TUNED)) if peer in runners
-    ]
+    peer_columns = (("×torch", TORCH), ("×tuned", TORCH_TUNED), ("×graph", TORCH_CUDA_GRAPH))
+    columns += [label for label, peer in peer_columns if peer in runners]
     columns += ["ceiling", "notes"]
     rows = []
     for entry in _order(entries):
@@ -248,6 +273,7 @@ def table_rows(entries: list[Entry], stat: str = "median") -> tuple[list[str], l
             "×numpy": _ratio(peers.get(REFERENCE), entry, stat),
             "×torch": _ratio(peers.get(TORCH), entry, stat),
             "×tuned": _ratio(peers.get(TORCH_TUNED), entry, stat),
+            "×graph": _ratio(peers.get(TORCH_CUDA_GRAPH), entry, stat),
             "ceiling": _ceiling_fraction(entry, rates, stat),
             "notes": _notes(entry),
         }
@@ -340,7 +366,7 @@ def format_report(
     if document.get("datetime"):
         header.append(f"run: {document['datetime']}")
     header.append(
-        "×numpy/×torch/×tuned: speed-up over that runner on the same item (>1 is faster); "
+        "×numpy/×torch/×tuned/×graph: speed-up over that runner on the same item (>1 is faster); "
         "ceiling: share of the GEMM rate (gemm) or copy bandwidth (bw) measured in this run "
         "(ceiling rows show their best round)"
     )

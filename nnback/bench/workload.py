@@ -22,6 +22,8 @@ from ..errors import InputError
 
 __all__ = [
     "CEILING_RUNNERS",
+    "GPU_DRY_RUN_ENV_VAR",
+    "GPU_PEERS",
     "PEERS",
     "CeilingSpec",
     "Prepared",
@@ -29,10 +31,17 @@ __all__ = [
     "WorkloadSkipped",
     "device_of",
     "env_int",
+    "gpu_dry_run",
 ]
 
+#: PyTorch on a CUDA device: eager, with fused Adam, and the whole step in a CUDA graph.
+GPU_PEERS = ("torch-cuda", "torch-cuda-fused", "torch-cuda-graph")
 #: Peer implementations, benchmarked in the same run when installed.
-PEERS = ("torch", "torch-tuned", "sklearn")
+PEERS = ("torch", "torch-tuned", "sklearn", *GPU_PEERS)
+#: Set to 1 to run the GPU benchmarks' code paths on the CPU with small sizes (nnback's
+#: GPU runners on the numpy backend, PyTorch's on device "cpu", no graph capture): a dry
+#: run of the plumbing that CI can afford. Its figures mean nothing.
+GPU_DRY_RUN_ENV_VAR = "NNBACK_BENCH_GPU_DRY_RUN"
 #: Runners of the hardware ceiling measurements (one per device kind).
 CEILING_RUNNERS = ("cpu", "gpu")
 
@@ -144,6 +153,12 @@ class Workload:
         At most this many timed calls (1 for a ten-epoch run).
     skip : str, optional
         Known before setup: why this benchmark cannot run here.
+    env : tuple of (str, str)
+        Environment variables the runner needs (``NNBACK_CAPTURE``): set in its worker
+        process, and around its calls when it runs in this process.
+    own_process : bool
+        Each call already starts a fresh process of its own (a start-up measurement), so
+        the catalog never wraps it in a worker.
     """
 
     family: str
@@ -162,6 +177,8 @@ class Workload:
     long: bool = False
     max_rounds: int | None = None
     skip: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    own_process: bool = False
 
     @property
     def param_id(self) -> str:
@@ -216,3 +233,8 @@ def env_int(name: str, default: int) -> int:
     if value < 1:
         raise InputError(f"{name}={raw!r}: expected a positive number")
     return value
+
+
+def gpu_dry_run() -> bool:
+    """Whether ``NNBACK_BENCH_GPU_DRY_RUN=1``: GPU benchmarks run on the CPU, tiny and fake."""
+    return os.environ.get(GPU_DRY_RUN_ENV_VAR, "").strip() == "1"
