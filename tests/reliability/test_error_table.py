@@ -1,7 +1,7 @@
 """One test per row of the bad-input table in docs/reliability.md.
 
-The rows are the cases of ``reliability_cases.CASES``,
-``reliability_cases_cli.CLI_CASES`` and ``reliability_untrusted_cases.UNTRUSTED_CASES``; each test runs its case, checks the
+The rows are the cases of ``reliability_cases.CASES``, ``reliability_cases_cli.CLI_CASES``
+and ``reliability_untrusted_cases.UNTRUSTED_CASES``; each test runs its case, checks the
 outcome and the message fragments, and checks the docs' row with the same id (outcome and
 message excerpt) against what actually happened, so the table cannot drift from the code.
 """
