@@ -39,6 +39,8 @@ class History:
         self.interrupted = False
         self.interrupted_at: tuple[int, int] | None = None
         self.stopped_early = False
+        #: "captured" when full-size steps replayed a CUDA graph, else "eager (why)".
+        self.step_mode = "eager"
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
         self.epoch.append(epoch)

@@ -244,6 +244,7 @@ class Sequential:
         callbacks: list[Callback] | None = None,
         verbose: int | str = "auto",
         clip_norm: float | None = None,
+        capture: bool | None = None,
     ) -> History:
         """Train for ``epochs`` passes over ``X`` (n, n_features) and targets ``y``.
 
@@ -252,6 +253,10 @@ class Sequential:
         last fraction of the samples (before shuffling). ``verbose``: 0 silent, 1 progress
         bar and a line per epoch, 2 a line per epoch, ``"auto"`` 1 on a terminal, else 0.
         ``clip_norm`` rescales the whole gradient when its L2 norm exceeds it.
+        ``capture``: on the cupy backend each full-size step is replayed from a captured
+        CUDA graph (the same kernels, bit for bit, with the host reading back every 64
+        steps); ``False`` runs eager steps, ``None`` follows ``NNBACK_CAPTURE`` (default
+        on). ``history.step_mode`` says which ran, and why eager steps ran.
         Returns the :class:`~nnback.callbacks.History` (also kept as ``model.history``).
         """
         return training.fit(
@@ -266,6 +271,7 @@ class Sequential:
             callbacks=callbacks,
             verbose=verbose,
             clip_norm=clip_norm,
+            capture=capture,
         )
 
     def evaluate(self, X: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:

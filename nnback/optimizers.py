@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .backends.base import adam_scalars
 from .errors import InputError
 from .parameter_pack import FlatState, ParameterPack
 from .validation import check_nonnegative_float, check_positive_float, check_rate
@@ -90,15 +91,37 @@ class Optimizer:
                 if layer.trainable:
                     self.update_params(layer)
         else:
-            state = getattr(self, "_flat_state", None)
-            if state is None or state.pack is not pack:
-                state = self._flat_state = FlatState(pack, self.slots)
-            state.sync()
+            state = self.flat_state(pack)
             backend = pack.layers[0].backend
             for run in runs:
                 param, grad = pack.param[run.start : run.stop], pack.grad[run.start : run.stop]
                 self._apply(backend, param, grad, state.slices(run), run.l1, run.l2)
         self.post_update_params()
+
+    def flat_state(self, pack: ParameterPack) -> FlatState:
+        """The optimizer's state in flat buffers laid out like ``pack``, in step with the
+        layers' ``optimizer_state`` (a replaced slot is copied in)."""
+        state = getattr(self, "_flat_state", None)
+        if state is None or state.pack is not pack:
+            state = self._flat_state = FlatState(pack, self.slots)
+        state.sync()
+        return state
+
+    def _step_scalars(self, learning_rate: float, iteration: int) -> tuple[float, ...]:
+        """What a step's update reads that changes from step to step: the learning rate."""
+        return (learning_rate,)
+
+    def schedule(self, steps: int) -> tuple[list[tuple[float, ...]], float]:
+        """The per-step scalars of the next ``steps`` steps, computed exactly as
+        :meth:`step` computes them, and the learning rate after them (for a planned step,
+        which reads them from a table on the device; nothing here changes the optimizer)."""
+        rows = []
+        rate = self.current_learning_rate
+        for iteration in range(self.iterations, self.iterations + steps):
+            if self.decay:
+                rate = self.learning_rate / (1.0 + self.decay * iteration)
+            rows.append(self._step_scalars(rate, iteration))
+        return rows, rate
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy's layers hold copies of the state views, no longer tied to the buffers.
@@ -199,6 +222,10 @@ class Adam(Optimizer):
         self.epsilon = check_positive_float("Adam(epsilon)", epsilon)
         self.beta_1 = check_rate("Adam(beta_1)", beta_1)
         self.beta_2 = check_rate("Adam(beta_2)", beta_2)
+
+    def _step_scalars(self, learning_rate: float, iteration: int) -> tuple[float, ...]:
+        # The step size and root correction adam_update_inplace derives from (lr, step).
+        return adam_scalars(learning_rate, iteration + 1, self.beta_1, self.beta_2)
 
     def _apply(self, backend, param, grad, state, l1, l2):  # noqa: D102
         backend.adam_update_inplace(

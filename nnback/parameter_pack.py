@@ -134,6 +134,21 @@ class ParameterPack:
         pack.entries = [entry for entry in entries if entry is not None]
         return pack
 
+    def attach_gradients(self, layers: list[Any]) -> bool:
+        """Point every layer's gradient attribute at the pack's gradient view (a planned step
+        writes there from its first step on). False, changing nothing, when the layers no
+        longer hold the pack's parameter views."""
+        if not self.usable:
+            return False
+        trainable = [layer for layer in layers if layer.trainable]
+        if tuple(trainable) != self.layers:
+            return False
+        if any(getattr(e.layer, e.name, None) is not e.value for e in self.entries):
+            return False
+        for entry in self.entries:
+            setattr(entry.layer, "d" + entry.name, entry.grad)
+        return True
+
     def runs(self, layers: list[Any]) -> list[Run] | None:
         """The runs to step over, or None when the layers no longer hold the pack's views.
 

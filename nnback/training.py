@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 import numpy
 
 from .callbacks import Callback, History, logged_keys
+from .captured import run_captured_steps
 from .errors import InputError, TrainingError
+from .step_plan import PlanUnsupported, StepPlan, capture_requested
 from .validation import (
     check_callbacks,
     check_features,
@@ -176,6 +178,34 @@ class _Trainer:
         self.settings = settings
         self.last_step: tuple[int, int] | None = None
         self.bar: Any = None
+        self._plan: StepPlan | None = None
+        self.step_mode = self._choose_mode()
+
+    def _choose_mode(self) -> str:
+        """``"captured"`` or ``"eager (why)"``: whether full-size steps replay a CUDA graph."""
+        wanted, why = capture_requested(self.settings.get("capture"))
+        if not wanted:
+            return f"eager ({why})"
+        reason = self.model.backend.capture_unavailable()
+        if reason is None and self.settings["clip_norm"] is not None:
+            reason = "clip_norm reads the gradient norm on the host at every step"
+        if reason is None and self.X.shape[0] < self.settings["batch_size"]:
+            reason = "no full-size batch"
+        return "captured" if reason is None else f"eager ({reason})"
+
+    def plan(self) -> StepPlan | None:
+        """The step plan for this epoch (made again if the model's arrays changed)."""
+        if self.step_mode != "captured":
+            return None
+        batch = self.settings["batch_size"]
+        if self._plan is not None and self._plan.still_valid(self.model, self.X, self.y, batch):
+            return self._plan
+        try:
+            self._plan = StepPlan(self.model, self.X, self.y, batch, self.X.shape[0] // batch)
+        except PlanUnsupported as exc:
+            self.step_mode = f"eager ({exc})"
+            self._plan = None
+        return self._plan
 
     def fail(self, snapshot: _Snapshot, what: str, epoch: int, step: int | None) -> None:
         """Raise the TrainingError for a non-finite value, leaving finite weights behind."""
@@ -206,7 +236,8 @@ class _Trainer:
         steps = -(-n // batch_size)
         snapshot = _Snapshot(model)
         started = time.perf_counter()
-        order = backend.asarray(model.rng.permutation(n)) if self.settings["shuffle"] else None
+        permutation = model.rng.permutation(n) if self.settings["shuffle"] else None
+        order = None if permutation is None else backend.asarray(permutation)
         model.metric.reset()
         loss_sum = 0.0
         if self.settings["verbose"] == 1:
@@ -214,7 +245,14 @@ class _Trainer:
 
             total = self.settings["epochs"]
             self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{total}", leave=False)
-        for step in range(steps):
+        first = 0
+        plan = self.plan()
+        if plan is not None:
+            # The full-size steps as graph replays; a shorter last batch runs below.
+            host_order = numpy.arange(n) if permutation is None else permutation
+            loss_sum = run_captured_steps(self, plan, epoch, host_order, snapshot, guard)
+            first = plan.steps
+        for step in range(first, steps):
             guard.check()
             start = step * batch_size
             if order is None:
@@ -284,6 +322,7 @@ def fit(
     callbacks: list[Callback] | None,
     verbose: int | str,
     clip_norm: float | None,
+    capture: bool | None = None,
 ) -> History:
     """See :meth:`Sequential.fit`."""
     epochs = check_positive_int("epochs", epochs)
@@ -332,8 +371,10 @@ def fit(
         "verbose": verbose,
         "epochs": epochs,
         "callbacks": callbacks,
+        "capture": capture,
     }
     trainer = _Trainer(model, backend.asarray(X), backend.asarray(y), settings)
+    history.step_mode = trainer.step_mode
     guard = _InterruptGuard()
     try:
         with guard:
