@@ -53,6 +53,7 @@ def _blas_info() -> list[str]:
 
 def command_info(args: argparse.Namespace) -> int:
     from .backends import backend_status, get_backend
+    from .step_plan import describe_step_mode
 
     print(f"nnback {__version__}")
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
@@ -61,8 +62,10 @@ def command_info(args: argparse.Namespace) -> int:
     for name, reason in backend_status().items():
         if reason is None:
             print(f"  {name}: available")
-            for key, value in get_backend(name).info().items():
+            backend = get_backend(name)
+            for key, value in backend.info().items():
                 print(f"      {key}: {value}")
+            print(f"      training steps: {describe_step_mode(backend)}")
         else:
             print(f"  {name}: unavailable: {reason}")
     print("threads and BLAS:")

@@ -43,7 +43,7 @@ from .optimizers import SGD, AdaGrad, Adam, Optimizer, RMSprop
 if TYPE_CHECKING:
     from .model import Sequential
 
-__all__ = ["CAPTURE_ENV", "PlanUnsupported", "StepPlan", "capture_requested"]
+__all__ = ["CAPTURE_ENV", "PlanUnsupported", "StepPlan", "capture_requested", "describe_step_mode"]
 
 CAPTURE_ENV = "NNBACK_CAPTURE"
 _KERNEL_ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
@@ -73,6 +73,20 @@ def capture_requested(capture: bool | None) -> tuple[bool, str]:
     if value in ("0", "off", "false", "no"):
         return False, f"{CAPTURE_ENV}={value}"
     raise InputError(f"{CAPTURE_ENV}={value!r}: expected 0 (eager steps) or 1 (captured steps)")
+
+
+def describe_step_mode(backend: Any) -> str:
+    """What ``fit`` will run on ``backend`` (for ``nnback info``): captured or eager, and why."""
+    try:
+        wanted, why = capture_requested(None)
+    except InputError as exc:
+        return f"eager ({exc})"
+    if not wanted:
+        return f"eager ({why})"
+    reason = backend.capture_unavailable()
+    if reason is None:
+        return f"captured: each full-size step replays a CUDA graph ({CAPTURE_ENV}=0 to turn off)"
+    return f"eager ({reason})"
 
 
 def _optimizer_op(optimizer: Optimizer) -> tuple[str, tuple[str, ...], tuple[float, ...]]:

@@ -382,6 +382,7 @@ def fit(
                 for callback in callbacks:
                     callback.on_epoch_begin(epoch)
                 logs = trainer.epoch(epoch, guard)
+                history.step_mode = trainer.step_mode  # a plan may have turned out eager
                 if validation is not None:
                     scores = _score(model, *validation, _EVALUATION_BATCH)
                     logs["val_loss"] = scores["loss"]

@@ -125,7 +125,7 @@ class Backend:
     def capture_unavailable(self) -> str | None:
         """None when ``fit`` can replay its training steps as CUDA graphs on this backend,
         else why not (:mod:`nnback.step_plan`)."""
-        return f"the {self.name} backend runs each step eagerly (CUDA graphs need cupy)"
+        return f"the {self.name} backend runs each step eagerly; CUDA graphs need cupy"
 
     # ------------------------------------------------------------------------------------
     # Primitives: maths
