@@ -120,12 +120,16 @@ class CublasGemm:
             mode = TF32_TENSOR_OP_MATH if tf32 else DEFAULT_MATH
             _check(lib.cublasSetMathMode(handle, mode), "cublasSetMathMode")
             workspace = self.xp.empty((WORKSPACE_BYTES,), dtype=numpy.uint8)
-            status = lib.cublasSetWorkspace_v2(
-                handle, ctypes.c_void_p(workspace.data.ptr), ctypes.c_size_t(WORKSPACE_BYTES)
-            )
-            _check(status, "cublasSetWorkspace_v2")
             state = self._local.state = _Handle(handle, workspace)
         return state
+
+    def _set_workspace(self, state: _Handle) -> None:
+        status = self.library.cublasSetWorkspace_v2(
+            state.handle,
+            ctypes.c_void_p(state.workspace.data.ptr),
+            ctypes.c_size_t(WORKSPACE_BYTES),
+        )
+        _check(status, "cublasSetWorkspace_v2")
 
     def prepare(self) -> None:
         """Create this thread's handle and set its stream now (before a capture begins)."""
@@ -136,6 +140,9 @@ class CublasGemm:
         if stream != state.stream:
             status = self.library.cublasSetStream_v2(state.handle, ctypes.c_void_p(stream))
             _check(status, "cublasSetStream_v2")
+            # cublasSetStream puts the handle back on cuBLAS's own workspace pool, which a
+            # capture must not allocate from: set ours again after every change of stream.
+            self._set_workspace(state)
             state.stream = stream
 
     @staticmethod

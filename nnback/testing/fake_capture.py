@@ -198,12 +198,14 @@ class FakeCublasLibrary:
         return 0
 
     def cublasSetStream_v2(self, handle: Any, stream: Any) -> int:  # noqa: N802
-        # Setting the stream resets cuBLAS's own workspace: do it before a capture begins.
+        # As cuBLAS documents: setting the stream also puts the handle back on the library's
+        # default workspace pool, so a user workspace must be set again afterwards.
         self._streams.refuse("cublasSetStream_v2")
         found = self._handle(handle)
         if found is None:
             return _NOT_INITIALIZED
         found.stream = int(_value(stream) or 0)
+        found.workspace = 0
         return 0
 
     def cublasSgemm_v2(self, *args: Any) -> int:  # noqa: N802

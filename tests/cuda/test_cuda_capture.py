@@ -120,6 +120,7 @@ def test_a_step_is_one_graph_replay_of_nnback_launches_only(fake: Any) -> None:
     assert in_graphs[per_step - 1] == "step_advance"
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the point of it
 def test_a_non_finite_loss_stops_before_its_update(fake: Any) -> None:
     # A learning rate of 1e150 overflows the weights within a few steps; the loss that
     # follows is NaN. Captured and eager runs stop at the same step, with the same weights.
@@ -281,3 +282,27 @@ def test_cublas_layouts_match_numpy(fake: Any, dtype: str) -> None:
         fake.to_numpy(fake.matmul(strided, B)), fake.to_numpy(strided).copy() @ b, rtol=1e-5
     )
     assert fake.xp.cublas_library.gemms == gemms + len(cases)  # the reference took it
+
+
+def test_cublas_in_a_capture_needs_its_workspace_set_after_the_stream(fake: Any) -> None:
+    # cublasSetStream puts a handle back on cuBLAS's own workspace pool; a GEMM captured
+    # then could allocate during the capture, so the fake refuses it, as the backend's
+    # CublasGemm sets its workspace again after every change of stream.
+    import ctypes
+
+    lib, xp = fake.xp.cublas_library, fake.xp
+    handle = ctypes.c_void_p()
+    assert lib.cublasCreate_v2(ctypes.pointer(handle)) == 0
+    workspace = xp.empty((1024,), numpy.uint8)
+    stream = xp.cuda.Stream(non_blocking=True)
+    assert lib.cublasSetWorkspace_v2(handle, ctypes.c_void_p(workspace.data.ptr), 1024) == 0
+    assert lib.cublasSetStream_v2(handle, ctypes.c_void_p(stream.ptr)) == 0
+    a = fake.asarray(numpy.ones((2, 2), numpy.float32))
+    one, zero = ctypes.pointer(ctypes.c_float(1.0)), ctypes.pointer(ctypes.c_float(0.0))
+    ptr = ctypes.c_void_p(a.data.ptr)
+    with stream:
+        stream.begin_capture()
+        with pytest.raises(CaptureError, match="workspace"):
+            lib.cublasSgemm_v2(handle, 0, 0, 2, 2, 2, one, ptr, 2, ptr, 2, zero, ptr, 2)
+        stream.end_capture()
+    assert lib.cublasSgemm_v2(handle, 0, 0, 2, 2, 2, one, ptr, 1, ptr, 2, zero, ptr, 2) == 7
