@@ -47,11 +47,12 @@ def _draw_masks(plan: StepPlan) -> list[numpy.ndarray]:
     return masks
 
 
-def _account(trainer: _Trainer, plan: StepPlan, epoch: int, done: int) -> None:
-    """Bring the host's bookkeeping up to ``done`` finished steps of this epoch."""
+def _account(trainer: _Trainer, plan: StepPlan, epoch: int, done: int, before: int) -> int:
+    """Bring the host's bookkeeping from ``before`` to ``done`` finished steps of this epoch
+    (the optimizer's count and rate, ``last_step``, the layers' textbook attributes)."""
     optimizer = trainer.model.optimizer
-    optimizer.iterations += done
-    if done and optimizer.decay:
+    optimizer.iterations += done - before
+    if done > before and optimizer.decay:
         last = optimizer.iterations - 1
         optimizer.current_learning_rate = optimizer.learning_rate / (1.0 + optimizer.decay * last)
     if done:
@@ -59,6 +60,7 @@ def _account(trainer: _Trainer, plan: StepPlan, epoch: int, done: int) -> None:
     # The textbook attributes point at the step's buffers, as after an eager step.
     for index, layer in enumerate(trainer.model.steps):
         layer.inputs, layer.output = plan.outputs[index]
+    return done
 
 
 def run_captured_steps(
@@ -71,7 +73,7 @@ def run_captured_steps(
     every = 1 if per_batch else READ_EVERY
     rows, _ = model.optimizer.schedule(plan.steps)
     plan.start_epoch(order, _draw_masks(plan), rows)
-    launched = shown = 0
+    launched = shown = accounted = 0
     settled = False
     try:
         for step in range(plan.steps):
@@ -83,21 +85,22 @@ def run_captured_steps(
             state, sums = plan.read()
             if state[1]:
                 bad = int(state[2])
-                _account(trainer, plan, epoch, bad)
+                accounted = _account(trainer, plan, epoch, bad, accounted)
                 settled = True
                 trainer.fail(snapshot, f"the loss became {float(sums[2])}", epoch, bad)
+            accounted = _account(trainer, plan, epoch, launched, accounted)
             if trainer.bar is not None:
                 trainer.bar.update(launched - shown)
                 trainer.bar.set_postfix(loss=f"{float(sums[1]):.4f}", refresh=False)
             shown = launched
-            trainer.last_step = (epoch + 1, launched)
             if per_batch:
                 for callback in trainer.settings["callbacks"]:
                     callback.on_batch_end(step, {"loss": float(sums[1])})
     finally:
         if not settled:
             state, sums = plan.read()
-            _account(trainer, plan, epoch, int(state[2]) if state[1] else launched)
+            done = int(state[2]) if state[1] else launched
+            _account(trainer, plan, epoch, done, accounted)
     metric = model.metric
     metric._backend = backend
     metric._correct = backend.asarray(numpy.int64(state[3]))
