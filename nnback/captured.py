@@ -37,14 +37,17 @@ def wants_batch_logs(callbacks: list[Callback]) -> bool:
     )
 
 
-def _draw_masks(plan: StepPlan) -> list[numpy.ndarray]:
+def _draw_masks(plans: list[StepPlan]) -> list[list[numpy.ndarray]]:
     """Every step's dropout masks, drawn as the eager loop draws them: step by step, layer
     by layer, ``rng.random(shape) >= rate`` from the layer's (the model's) generator."""
-    masks = [numpy.empty(tuple(device.shape), numpy.bool_) for _, device in plan.dropouts]
-    for step in range(plan.steps):
-        for (layer, _), host in zip(plan.dropouts, masks, strict=True):
-            host[step] = layer.rng.random(host.shape[1:]) >= layer.rate
-    return masks
+    drawn = []
+    for plan in plans:
+        masks = [numpy.empty(tuple(device.shape), numpy.bool_) for _, device in plan.dropouts]
+        for step in range(plan.mask_steps):
+            for (layer, _), host in zip(plan.dropouts, masks, strict=True):
+                host[step] = layer.rng.random(host.shape[1:]) >= layer.rate
+        drawn.append(masks)
+    return drawn
 
 
 def _account(trainer: _Trainer, plan: StepPlan, epoch: int, done: int, before: int) -> int:
@@ -64,28 +67,37 @@ def _account(trainer: _Trainer, plan: StepPlan, epoch: int, done: int, before: i
 
 
 def run_captured_steps(
-    trainer: _Trainer, plan: StepPlan, epoch: int, order: numpy.ndarray, snapshot: Any, guard: Any
+    trainer: _Trainer,
+    plans: list[StepPlan],
+    epoch: int,
+    order: numpy.ndarray,
+    snapshot: Any,
+    guard: Any,
 ) -> float:
-    """Run the epoch's full-size steps; return their ``sum(loss * batch)`` (as the eager
-    loop's ``loss_sum``) and leave the metric holding their count."""
+    """Run the epoch's steps (the main plan's, then the shorter last batch's plan, if any);
+    return their ``sum(loss * batch)`` (the eager loop's ``loss_sum``) and leave the metric
+    holding their count."""
     model, backend = trainer.model, trainer.model.backend
     per_batch = wants_batch_logs(trainer.settings["callbacks"])
     every = 1 if per_batch else READ_EVERY
-    rows, _ = model.optimizer.schedule(plan.steps)
-    plan.start_epoch(order, _draw_masks(plan), rows)
+    main = plans[0]
+    sequence = [main] * main.steps + plans[1:]
+    rows, _ = model.optimizer.schedule(len(sequence))
+    for plan, masks in zip(plans, _draw_masks(plans), strict=True):
+        plan.start_epoch(order, masks, rows)
     launched = shown = accounted = 0
     settled = False
     try:
-        for step in range(plan.steps):
+        for step, plan in enumerate(sequence):
             guard.check()
             plan.launch()
             launched += 1
-            if launched % every and launched != plan.steps:
+            if launched % every and launched != len(sequence):
                 continue
-            state, sums = plan.read()
+            state, sums = main.read()
             if state[1]:
                 bad = int(state[2])
-                accounted = _account(trainer, plan, epoch, bad, accounted)
+                accounted = _account(trainer, main, epoch, bad, accounted)
                 settled = True
                 trainer.fail(snapshot, f"the loss became {float(sums[2])}", epoch, bad)
             accounted = _account(trainer, plan, epoch, launched, accounted)
@@ -98,11 +110,11 @@ def run_captured_steps(
                     callback.on_batch_end(step, {"loss": float(sums[1])})
     finally:
         if not settled:
-            state, sums = plan.read()
+            state, sums = main.read()
             done = int(state[2]) if state[1] else launched
-            _account(trainer, plan, epoch, done, accounted)
+            _account(trainer, main, epoch, done, accounted)
     metric = model.metric
     metric._backend = backend
     metric._correct = backend.asarray(numpy.int64(state[3]))
-    metric._total = plan.correct_per_step * plan.steps
+    metric._total = sum(plan.correct_per_step for plan in sequence)
     return float(sums[0])

@@ -128,9 +128,21 @@ class StepPlan:
     batch_size : int
     steps : int
         Full-size steps per epoch (``len(X) // batch_size``).
+    main : StepPlan, optional
+        Given, this plan is the epoch's shorter last batch (``len(X) - steps * batch_size``
+        rows), step ``steps`` of the epoch: it shares the main plan's books, permutation and
+        table of scalars, and is captured as a graph of its own.
     """
 
-    def __init__(self, model: Sequential, X: Any, y: Any, batch_size: int, steps: int) -> None:
+    def __init__(
+        self,
+        model: Sequential,
+        X: Any,
+        y: Any,
+        batch_size: int,
+        steps: int,
+        main: StepPlan | None = None,
+    ) -> None:
         backend = model.backend
         reason = backend.capture_unavailable()
         if reason is not None:
@@ -149,10 +161,18 @@ class StepPlan:
         self._dry = False
         self.graph: Any = None
         self.ops: list[Callable[[], None]] = []
-        B = batch_size
-        self.state = backend.zeros((4,), numpy.int64)
-        self.sums = backend.zeros((3,), numpy.float64)
-        self.order = backend.empty((steps * B,), numpy.int64)
+        n = X.shape[0]
+        self.main = main
+        self.first = 0 if main is None else steps  # the epoch's step of this plan's first
+        B = batch_size if main is None else n - steps * batch_size
+        self.rows = B
+        self.mask_steps = steps if main is None else 1
+        if main is None:
+            self.state = backend.zeros((4,), numpy.int64)
+            self.sums = backend.zeros((3,), numpy.float64)
+            self.order = backend.empty((n,), numpy.int64)
+        else:
+            self.state, self.sums, self.order = main.state, main.sums, main.order
         self.dropouts: list[tuple[Dropout, Any]] = []
         self.xb = backend.empty((B, X.shape[1]), self.dtype)
         self.yb = backend.empty((B, *y.shape[1:]), y.dtype)
@@ -174,7 +194,10 @@ class StepPlan:
             raise PlanUnsupported(f"targets of dtype {source.dtype} cannot be gathered")
         flat = source if source.ndim > 1 else source.reshape(source.shape[0], 1)
         target = out if out.ndim > 1 else out.reshape(out.shape[0], 1)
-        self.ops.append(lambda: self.kernels.gather_rows(flat, self.order, self.state, target))
+        stride = self.batch_size
+        self.ops.append(
+            lambda: self.kernels.gather_rows(flat, self.order, self.state, target, stride)
+        )
 
     def _gemm(self, a: Any, b: Any, out: Any) -> Callable[[], None]:
         if not self.gemm_engine.supports(a, b, out):
@@ -195,7 +218,7 @@ class StepPlan:
         return 0.0
 
     def _forward(self, x: Any) -> Any:
-        backend, B, k = self.backend, self.batch_size, self.kernels
+        backend, B, k = self.backend, self.rows, self.kernels
         for index, layer in enumerate(self.model.steps):
             if isinstance(layer, Dense):
                 out = backend.empty((B, layer.n_neurons), self.dtype)
@@ -213,11 +236,13 @@ class StepPlan:
                     self.outputs[index] = (x, x)
                     continue
                 out = backend.empty(x.shape, self.dtype)
-                masks = backend.empty((self.steps, *x.shape), numpy.bool_)
+                masks = backend.empty((self.mask_steps, *x.shape), numpy.bool_)
                 scale = 1.0 / (1.0 - layer.rate)
                 self.dropouts.append((layer, masks))
                 self.ops.append(
-                    lambda x=x, m=masks, o=out, s=scale: k.planned_dropout(x, m, o, s, self.state)
+                    lambda x=x, m=masks, o=out, s=scale: k.planned_dropout(
+                        x, m, o, s, self.state, self.first
+                    )
                 )
             elif isinstance(layer, Activation):
                 out = backend.empty(x.shape, self.dtype)
@@ -239,7 +264,7 @@ class StepPlan:
             yb = self.yb
             if yb.ndim == 2 and yb.dtype != self.dtype:
                 raise PlanUnsupported("one-hot targets not of the model's dtype")
-            rows = backend.empty((self.batch_size,), self.dtype)
+            rows = backend.empty((self.rows,), self.dtype)
             self.ops.append(lambda: k.softmax_crossentropy(out, yb, grad, rows, self.loss))
             return grad
         op = getattr(model.loss, "op", None)
@@ -295,7 +320,7 @@ class StepPlan:
         return n
 
     def _backward(self, grad: Any) -> None:
-        backend, k, B = self.backend, self.kernels, self.batch_size
+        backend, k, B = self.backend, self.kernels, self.rows
         steps = self.model.steps
         for index in range(len(steps) - 1, -1, -1):
             layer, need_dx = steps[index], index > 0
@@ -341,7 +366,9 @@ class StepPlan:
                 dx = backend.empty(grad.shape, self.dtype)
                 scale = 1.0 / (1.0 - layer.rate)
                 self.ops.append(
-                    lambda g=grad, m=masks, o=dx, s=scale: k.planned_dropout(g, m, o, s, self.state)
+                    lambda g=grad, m=masks, o=dx, s=scale: k.planned_dropout(
+                        g, m, o, s, self.state, self.first
+                    )
                 )
                 grad = dx
             else:  # an activation layer
@@ -366,7 +393,11 @@ class StepPlan:
             raise PlanUnsupported("the parameters are not in the model's flat buffer")
         state = optimizer.flat_state(pack)
         width = len(optimizer.schedule(1)[0][0])
-        table = self.backend.zeros((self.steps, width), numpy.float64)
+        if self.main is not None:
+            table = self.main.table
+        else:
+            tail = 1 if self.X.shape[0] > self.steps * self.batch_size else 0
+            table = self.backend.zeros((self.steps + tail, width), numpy.float64)
         for run in runs:
             _python_floats(run.l1, run.l2)
             param, grad = pack.param[run.start : run.stop], pack.grad[run.start : run.stop]
@@ -408,15 +439,20 @@ class StepPlan:
     def start_epoch(
         self, order: numpy.ndarray, masks: list[numpy.ndarray], table: list[Any]
     ) -> None:
-        """Upload an epoch's permutation, dropout masks and per-step scalars; zero the books."""
+        """Upload an epoch's permutation, dropout masks and per-step scalars; zero the books.
+
+        A shorter last batch's plan (``main`` given) uploads only its masks: the rest is
+        the main plan's.
+        """
         backend = self.backend
-        n = self.steps * self.batch_size
-        backend.copy_into_inplace(self.order, backend.asarray(order[:n].astype(numpy.int64)))
         for (_, device), host in zip(self.dropouts, masks, strict=True):
             backend.copy_into_inplace(device, backend.asarray(host))
-        backend.copy_into_inplace(self.table, backend.asarray(numpy.asarray(table, numpy.float64)))
-        backend.copy_into_inplace(self.state, backend.zeros((4,), numpy.int64))
-        backend.copy_into_inplace(self.sums, backend.zeros((3,), numpy.float64))
+        if self.main is None:
+            backend.copy_into_inplace(self.order, backend.asarray(order.astype(numpy.int64)))
+            table = numpy.asarray(table, numpy.float64)
+            backend.copy_into_inplace(self.table, backend.asarray(table))
+            backend.copy_into_inplace(self.state, backend.zeros((4,), numpy.int64))
+            backend.copy_into_inplace(self.sums, backend.zeros((3,), numpy.float64))
         if self.graph is None:
             self.capture()
 

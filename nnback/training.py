@@ -178,7 +178,7 @@ class _Trainer:
         self.settings = settings
         self.last_step: tuple[int, int] | None = None
         self.bar: Any = None
-        self._plan: StepPlan | None = None
+        self._plans: list[StepPlan] | None = None
         self.step_mode = self._choose_mode()
 
     def _choose_mode(self) -> str:
@@ -193,19 +193,24 @@ class _Trainer:
             reason = "no full-size batch"
         return "captured" if reason is None else f"eager ({reason})"
 
-    def plan(self) -> StepPlan | None:
-        """The step plan for this epoch (made again if the model's arrays changed)."""
+    def plans(self) -> list[StepPlan] | None:
+        """The step plans of this epoch: full-size steps, then the shorter last batch if
+        there is one (made again when the model's arrays changed)."""
         if self.step_mode != "captured":
             return None
-        batch = self.settings["batch_size"]
-        if self._plan is not None and self._plan.still_valid(self.model, self.X, self.y, batch):
-            return self._plan
+        batch, n = self.settings["batch_size"], self.X.shape[0]
+        plans = self._plans
+        if plans is not None and plans[0].still_valid(self.model, self.X, self.y, batch):
+            return plans
         try:
-            self._plan = StepPlan(self.model, self.X, self.y, batch, self.X.shape[0] // batch)
+            main = StepPlan(self.model, self.X, self.y, batch, n // batch)
+            self._plans = [main]
+            if n % batch:
+                self._plans.append(StepPlan(self.model, self.X, self.y, batch, n // batch, main))
         except PlanUnsupported as exc:
             self.step_mode = f"eager ({exc})"
-            self._plan = None
-        return self._plan
+            self._plans = None
+        return self._plans
 
     def fail(self, snapshot: _Snapshot, what: str, epoch: int, step: int | None) -> None:
         """Raise the TrainingError for a non-finite value, leaving finite weights behind."""
@@ -246,12 +251,12 @@ class _Trainer:
             total = self.settings["epochs"]
             self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{total}", leave=False)
         first = 0
-        plan = self.plan()
-        if plan is not None:
-            # The full-size steps as graph replays; a shorter last batch runs below.
+        plans = self.plans()
+        if plans is not None:
+            # Every step as a graph replay (the shorter last batch from a graph of its own).
             host_order = numpy.arange(n) if permutation is None else permutation
-            loss_sum = run_captured_steps(self, plan, epoch, host_order, snapshot, guard)
-            first = plan.steps
+            loss_sum = run_captured_steps(self, plans, epoch, host_order, snapshot, guard)
+            first = steps
         for step in range(first, steps):
             guard.check()
             start = step * batch_size

@@ -39,11 +39,11 @@ extern "C" __global__ void dropout_apply_f64_b8(const double* x, const bool* kee
 }
 extern "C" __global__ void dropout_apply_planned_f32_b8(const float* x, const bool* masks,
                                                         float* out, long long size, double scale,
-                                                        const long long* state) {
-    dropout_apply<float, bool>(x, masks + state[0] * size, out, size, scale);
+                                                        const long long* state, long long first) {
+    dropout_apply<float, bool>(x, masks + (state[0] - first) * size, out, size, scale);
 }
 extern "C" __global__ void dropout_apply_planned_f64_b8(const double* x, const bool* masks,
                                                         double* out, long long size, double scale,
-                                                        const long long* state) {
-    dropout_apply<double, bool>(x, masks + state[0] * size, out, size, scale);
+                                                        const long long* state, long long first) {
+    dropout_apply<double, bool>(x, masks + (state[0] - first) * size, out, size, scale);
 }

@@ -264,18 +264,21 @@ class KernelRunner:
         args = (*arrays, _I64(size), table, state, *(_F64(c) for c in constants))
         self.launch("optimizers", kernel, self.grid(size), (BLOCK,), *args)
 
-    def planned_dropout(self, x: Any, masks: Any, out: Any, scale: float, state: Any) -> None:
-        """:meth:`dropout` with the bool mask of step ``state[0]`` from an epoch's masks."""
+    def planned_dropout(
+        self, x: Any, masks: Any, out: Any, scale: float, state: Any, first: int = 0
+    ) -> None:
+        """:meth:`dropout` with the bool mask of step ``state[0]`` from masks that start at
+        step ``first``."""
         kernel = f"dropout_apply_planned_{SUFFIX[x.dtype]}_b8"
-        args = (x, masks, out, _I64(x.size), _F64(scale), state)
+        args = (x, masks, out, _I64(x.size), _F64(scale), state, _I64(first))
         self.launch("dropout", kernel, self.grid(x.size), (BLOCK,), *args)
 
-    def gather_rows(self, src: Any, order: Any, state: Any, out: Any) -> None:
-        """``out = src[order[state[0] * n : (state[0] + 1) * n]]`` for n = len(out)."""
+    def gather_rows(self, src: Any, order: Any, state: Any, out: Any, stride: int) -> None:
+        """``out = src[order[state[0] * stride :][:n]]`` for n = len(out)."""
         n = out.shape[0]
         k = out.size // n
         suffix = {**SUFFIX, **{numpy.dtype(numpy.int64): "i64"}}[src.dtype]
-        args = (src, order, state, out, _I64(n), _I64(k))
+        args = (src, order, state, out, _I64(n), _I64(k), _I64(stride))
         self.launch("step", f"gather_rows_{suffix}", self.grid(n * k), (BLOCK,), *args)
 
     def step_books(self, loss: Any, n: int, state: Any, sums: Any) -> None:

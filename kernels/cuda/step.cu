@@ -21,11 +21,12 @@
 // The count kernels run as one block, summing in a fixed order; integers are exact anyway.
 #include "common.cuh"
 
-// out[i, :] = src[order[cursor * n + i], :] for the n rows of a (rows, k) row-major source.
+// out[i, :] = src[order[cursor * stride + i], :] for the n rows of a (rows, k) row-major source
+// (stride: the rows of a full-size step; n < stride for the epoch's shorter last batch).
 template <typename T>
 __device__ void gather_rows(const T* src, const long long* order, const long long* state, T* out,
-                            long long n, long long k) {
-    const long long base = state[0] * n;
+                            long long n, long long k, long long stride) {
+    const long long base = state[0] * stride;
     const long long size = n * k;
     for (long long i = nnb_first_index(); i < size; i += nnb_grid_stride()) {
         const long long r = i / k;
@@ -118,18 +119,18 @@ __device__ void count_within(const T* pred, const T* truth, long long size, doub
 // ---- extern "C" entry points ---------------------------------------------------------------
 extern "C" __global__ void gather_rows_f32(const float* src, const long long* order,
                                            const long long* state, float* out, long long n,
-                                           long long k) {
-    gather_rows<float>(src, order, state, out, n, k);
+                                           long long k, long long stride) {
+    gather_rows<float>(src, order, state, out, n, k, stride);
 }
 extern "C" __global__ void gather_rows_f64(const double* src, const long long* order,
                                            const long long* state, double* out, long long n,
-                                           long long k) {
-    gather_rows<double>(src, order, state, out, n, k);
+                                           long long k, long long stride) {
+    gather_rows<double>(src, order, state, out, n, k, stride);
 }
 extern "C" __global__ void gather_rows_i64(const long long* src, const long long* order,
                                            const long long* state, long long* out, long long n,
-                                           long long k) {
-    gather_rows<long long>(src, order, state, out, n, k);
+                                           long long k, long long stride) {
+    gather_rows<long long>(src, order, state, out, n, k, stride);
 }
 extern "C" __global__ void step_books_f32(const float* loss, long long n, long long* state,
                                           double* sums) {
