@@ -15,6 +15,7 @@ import pytest
 import nnback as nb
 from nnback.backends.cupy_backend import CupyBackend
 from nnback.errors import InputError, TrainingError
+from nnback.step_plan import describe_step_mode
 from nnback.testing.fake_capture import CaptureError
 from nnback.testing.fake_cupy import make_fake_cupy_backend
 
@@ -191,6 +192,11 @@ def test_mode_switches(fake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         _model(fake).fit(X, y, batch_size=32, verbose=0, capture="yes")  # type: ignore[arg-type]
     numpy_history = _model("numpy").fit(X, y, batch_size=32, verbose=0)
     assert numpy_history.step_mode.startswith("eager (the numpy backend")
+    # nnback info's line for each backend
+    assert describe_step_mode(fake).startswith("captured: each full-size step replays")
+    assert describe_step_mode(nb.get_backend("numpy")).startswith("eager (the numpy backend")
+    monkeypatch.setenv("NNBACK_CAPTURE", "0")
+    assert describe_step_mode(fake) == "eager (NNBACK_CAPTURE=0)"
 
 
 def test_a_custom_optimizer_runs_eagerly_and_says_why(fake: Any) -> None:

@@ -31,7 +31,6 @@ from test_cuda_backend_fake import (  # noqa: F401 (collected again, on the GPU)
 from test_cuda_capture import (  # noqa: F401 (collected again, on the GPU)
     test_a_non_finite_loss_stops_before_its_update,
     test_captured_epochs_equal_eager_epochs_bit_for_bit,
-    test_cublas_layouts_match_numpy,
     test_elementwise_losses_and_their_metrics,
     test_one_hot_targets_no_shuffle_activation_layers_and_batches_over_256,
     test_per_batch_callbacks_get_every_step_loss,
