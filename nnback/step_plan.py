@@ -132,6 +132,9 @@ class StepPlan:
         Given, this plan is the epoch's shorter last batch (``len(X) - steps * batch_size``
         rows), step ``steps`` of the epoch: it shares the main plan's books, permutation and
         table of scalars, and is captured as a graph of its own.
+    training : bool
+        False plans the evaluation loop's batch instead (``training._score``): forward,
+        loss without gradient, the running total in the loss's dtype, the metric count.
     """
 
     def __init__(
@@ -142,6 +145,7 @@ class StepPlan:
         batch_size: int,
         steps: int,
         main: StepPlan | None = None,
+        training: bool = True,
     ) -> None:
         backend = model.backend
         reason = backend.capture_unavailable()
@@ -179,13 +183,20 @@ class StepPlan:
         self._gather(X, self.xb)
         self._gather(y, self.yb)
         self.outputs: dict[int, tuple[Any, Any]] = {}  # layer index -> (inputs, output)
-        out = self._forward(self.xb)
+        out = self._forward(self.xb, training)
         self.loss = backend.empty((), self.dtype)
-        grad = self._loss(out)
-        self.ops.append(lambda: self.kernels.step_books(self.loss, B, self.state, self.sums))
+        grad = self._loss(out, training)
+        if training:
+            self.ops.append(lambda: self.kernels.step_books(self.loss, B, self.state, self.sums))
+        else:
+            self.total = backend.zeros((), self.dtype) if main is None else main.total
+            self.ops.append(lambda: self.kernels.score_books(self.loss, B, self.total))
         self.correct_per_step = self._metric(out)
-        self._backward(grad)
-        self.table = self._optimizer()
+        self.training = training
+        self.pack, self.runs, self.flat_state = pack, pack.runs(layers), None
+        if training:
+            self._backward(grad)
+            self.table = self._optimizer()
         self.ops.append(lambda: self.kernels.step_advance(self.state))
 
     # ---- building the sequence -------------------------------------------------------------
@@ -217,7 +228,7 @@ class StepPlan:
             return float(alpha)
         return 0.0
 
-    def _forward(self, x: Any) -> Any:
+    def _forward(self, x: Any, training: bool) -> Any:
         backend, B, k = self.backend, self.rows, self.kernels
         for index, layer in enumerate(self.model.steps):
             if isinstance(layer, Dense):
@@ -232,7 +243,7 @@ class StepPlan:
                     lambda z=out, b=b, a=act, al=alpha: k.bias_activation(z, b, z, a, al)
                 )
             elif isinstance(layer, Dropout):
-                if layer.rate == 0:
+                if layer.rate == 0 or not training:
                     self.outputs[index] = (x, x)
                     continue
                 out = backend.empty(x.shape, self.dtype)
@@ -257,9 +268,9 @@ class StepPlan:
             x = out
         return x
 
-    def _loss(self, out: Any) -> Any:
+    def _loss(self, out: Any, with_grad: bool) -> Any:
         model, k, backend = self.model, self.kernels, self.backend
-        grad = backend.empty(out.shape, self.dtype)
+        grad = backend.empty(out.shape, self.dtype) if with_grad else None
         if model.fused_softmax_loss:
             yb = self.yb
             if yb.ndim == 2 and yb.dtype != self.dtype:
@@ -449,8 +460,11 @@ class StepPlan:
             backend.copy_into_inplace(device, backend.asarray(host))
         if self.main is None:
             backend.copy_into_inplace(self.order, backend.asarray(order.astype(numpy.int64)))
-            table = numpy.asarray(table, numpy.float64)
-            backend.copy_into_inplace(self.table, backend.asarray(table))
+            if hasattr(self, "table"):
+                table = numpy.asarray(table, numpy.float64)
+                backend.copy_into_inplace(self.table, backend.asarray(table))
+            else:
+                backend.copy_into_inplace(self.total, backend.zeros((), self.dtype))
             backend.copy_into_inplace(self.state, backend.zeros((4,), numpy.int64))
             backend.copy_into_inplace(self.sums, backend.zeros((3,), numpy.float64))
         if self.graph is None:
@@ -474,7 +488,7 @@ class StepPlan:
             and y is self.y
             and batch_size == self.batch_size
             and model.backend is self.backend
-            and model.optimizer.flat_state(self.pack) is self.flat_state
+            and (not self.training or model.optimizer.flat_state(self.pack) is self.flat_state)
             and bool(layers)
             and layers[0].parameter_pack is self.pack
             and self.pack.runs(layers) == self.runs

@@ -286,6 +286,11 @@ class KernelRunner:
         args = (loss, _I64(n), state, sums)
         self.launch("step", f"step_books_{SUFFIX[loss.dtype]}", (1,), (32,), *args)
 
+    def score_books(self, loss: Any, n: int, total: Any) -> None:
+        """``total = total + loss * n`` in the loss's dtype (one thread)."""
+        args = (loss, _I64(n), total)
+        self.launch("step", f"score_books_{SUFFIX[loss.dtype]}", (1,), (32,), *args)
+
     def step_advance(self, state: Any) -> None:
         """Move the books' cursor to the next step (one thread)."""
         self.launch("step", "step_advance", (1,), (32,), state)

@@ -17,6 +17,7 @@
 //   count_argmax_*     Backend.count_correct with several columns (first maximum wins)
 //   count_threshold    Backend.count_correct with one column: (p > 0.5) == (t > 0.5)
 //   count_within       Backend.count_within: |p - t| < tolerance, the tolerance rounded to T
+//   score_books        training.py's _score: total = total + loss * n, in the loss's dtype T
 //   step_advance       the loop's next iteration
 // The count kernels run as one block, summing in a fixed order; integers are exact anyway.
 #include "common.cuh"
@@ -48,6 +49,13 @@ __device__ void step_books(const T* loss, long long n, long long* state, double*
         return;
     }
     sums[0] = sums[0] + value * (double)n;
+}
+
+// The evaluation loop's running total, in T as the eager loop computes it on the device.
+template <typename T> __device__ void score_books(const T* loss, long long n, T* total) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    const T scaled = loss[0] * (T)n;
+    total[0] = total[0] + scaled;
 }
 
 __device__ __forceinline__ void nnb_add_count(long long count, long long* state) {
@@ -139,6 +147,12 @@ extern "C" __global__ void step_books_f32(const float* loss, long long n, long l
 extern "C" __global__ void step_books_f64(const double* loss, long long n, long long* state,
                                           double* sums) {
     step_books<double>(loss, n, state, sums);
+}
+extern "C" __global__ void score_books_f32(const float* loss, long long n, float* total) {
+    score_books<float>(loss, n, total);
+}
+extern "C" __global__ void score_books_f64(const double* loss, long long n, double* total) {
+    score_books<double>(loss, n, total);
 }
 extern "C" __global__ void step_advance(long long* state) {
     if (blockIdx.x == 0 && threadIdx.x == 0) state[0] = state[0] + 1;
