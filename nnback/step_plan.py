@@ -203,6 +203,8 @@ class StepPlan:
     def _gather(self, source: Any, out: Any) -> None:
         if source.dtype not in (numpy.float32, numpy.float64, numpy.int64):
             raise PlanUnsupported(f"targets of dtype {source.dtype} cannot be gathered")
+        if not source.flags.c_contiguous:  # the kernel reads rows by their row-major offset
+            raise PlanUnsupported("the training data are not C-contiguous on the device")
         flat = source if source.ndim > 1 else source.reshape(source.shape[0], 1)
         target = out if out.ndim > 1 else out.reshape(out.shape[0], 1)
         stride = self.batch_size
@@ -397,9 +399,7 @@ class StepPlan:
         optimizer = model.optimizer
         kernel, slots, constants = _optimizer_op(optimizer)
         _python_floats(*constants)
-        layers = model.trainable_layers
-        pack = layers[0].parameter_pack if layers else None
-        runs = pack.runs(layers) if pack is not None else None
+        pack, runs = self.pack, self.runs
         if runs is None:
             raise PlanUnsupported("the parameters are not in the model's flat buffer")
         state = optimizer.flat_state(pack)
@@ -420,7 +420,7 @@ class StepPlan:
                     kernel, a, table, self.state, *v
                 )
             )
-        self.pack, self.flat_state, self.runs = pack, state, runs
+        self.flat_state = state
         return table
 
     # ---- running it --------------------------------------------------------------------------

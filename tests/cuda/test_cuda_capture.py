@@ -319,3 +319,14 @@ def test_cublas_in_a_capture_needs_its_workspace_set_after_the_stream(fake: Any)
             lib.cublasSgemm_v2(handle, 0, 0, 2, 2, 2, one, ptr, 2, ptr, 2, zero, ptr, 2)
         stream.end_capture()
     assert lib.cublasSgemm_v2(handle, 0, 0, 2, 2, 2, one, ptr, 1, ptr, 2, zero, ptr, 2) == 7
+
+
+def test_column_major_data_are_refused_by_the_plan_rather_than_misread(fake: Any) -> None:
+    from nnback.step_plan import PlanUnsupported, StepPlan
+
+    X, y = _data(200, 12, 3)
+    model = _model(fake).build()
+    columns = fake.asarray(numpy.asfortranarray(X.astype(numpy.float32)))
+    assert not columns.flags.c_contiguous
+    with pytest.raises(PlanUnsupported, match="not C-contiguous"):
+        StepPlan(model, columns, fake.asarray(y), 32, 6)
