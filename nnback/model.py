@@ -151,6 +151,8 @@ class Sequential:
         self._backend = chosen
         self._plan()
         self._pack_parameters()
+        self.__dict__.pop("_step_plans", None)  # made for the old parameters
+        self.__dict__.pop("_fit_targets", None)
         return self
 
     def _pack_parameters(self) -> None:
@@ -355,6 +357,14 @@ class Sequential:
         self._backend_choice = new
         self._pack_parameters()
         return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Captured steps (CUDA graphs over device buffers) and the data they were made for
+        # belong to this object on this device: a copy or a pickle makes its own.
+        state = dict(self.__dict__)
+        state.pop("_step_plans", None)
+        state.pop("_fit_targets", None)
+        return state
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Save architecture, weights, optimizer state, dtype and seed in one file, atomically."""

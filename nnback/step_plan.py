@@ -108,6 +108,26 @@ def _optimizer_op(optimizer: Optimizer) -> tuple[str, tuple[str, ...], tuple[flo
     raise PlanUnsupported(f"optimizer {kind.__name__} has no planned kernel")
 
 
+def _baked(model: Sequential) -> tuple[Any, ...]:
+    """What a plan fixes at capture time besides arrays: the loss, metric and optimizer
+    objects and settings, and each layer's kind, activation and rate."""
+    optimizer = model.optimizer
+    config = {k: v for k, v in optimizer.get_config().items() if k != "iterations"}
+    layers = tuple(
+        (
+            id(layer),
+            getattr(layer, "fused_activation", None),
+            getattr(layer, "fused_alpha", None),
+            getattr(layer, "kind", None),
+            getattr(layer, "alpha", None),
+            getattr(layer, "rate", None),
+        )
+        for layer in model.steps
+    )
+    metric = (id(model.metric), getattr(model.metric, "precision", None))
+    return (id(model.loss), model.fused_softmax_loss, metric, id(optimizer), repr(config), layers)
+
+
 def _python_floats(*values: Any) -> None:
     # The kernels round Python floats to the array's dtype, as NumPy does; a NumPy float64
     # would promote float32 and the eager backend would fall back to the reference.
@@ -154,6 +174,7 @@ class StepPlan:
         if steps < 1:
             raise PlanUnsupported("no full-size batch in an epoch")
         self.model, self.backend, self.X, self.y = model, backend, X, y
+        self.baked = _baked(model)
         self.batch_size, self.steps = batch_size, steps
         self.kernels = backend._kernels
         self.gemm_engine = backend._capture_gemm()
@@ -484,6 +505,7 @@ class StepPlan:
         layers = model.trainable_layers
         return (
             model is self.model
+            and self.baked == _baked(model)
             and X is self.X
             and y is self.y
             and batch_size == self.batch_size

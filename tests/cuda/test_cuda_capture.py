@@ -330,3 +330,23 @@ def test_column_major_data_are_refused_by_the_plan_rather_than_misread(fake: Any
     assert not columns.flags.c_contiguous
     with pytest.raises(PlanUnsupported, match="not C-contiguous"):
         StepPlan(model, columns, fake.asarray(y), 32, 6)
+
+
+def test_a_plan_is_used_again_by_the_next_fit_only_while_it_fits(fake: Any) -> None:
+    X, y = _data(320, 12, 3)
+    model, twin = _model(fake), _model(fake)
+    X_device = fake.asarray(X.astype(numpy.float32))
+    model.fit(X_device, y, epochs=1, batch_size=64, verbose=0)
+    plans = model._step_plans
+    model.fit(X_device, y, epochs=1, batch_size=64, verbose=0)
+    assert model._step_plans is plans  # the same data: no new capture
+    model.optimizer.beta_1 = 0.8  # baked into the planned kernel's arguments
+    model.fit(X_device, y, epochs=1, batch_size=64, verbose=0)
+    assert model._step_plans is not plans
+    twin.fit(X_device, y, epochs=2, batch_size=64, verbose=0, capture=False)
+    twin.optimizer.beta_1 = 0.8
+    twin.fit(X_device, y, epochs=1, batch_size=64, verbose=0, capture=False)
+    for a, b in zip(model.get_weights(), twin.get_weights(), strict=True):
+        assert numpy.array_equal(a, b)
+    # What copy.deepcopy and pickle take of the model leaves the device's graphs behind.
+    assert not {"_step_plans", "_fit_targets"} & set(model.__getstate__())
