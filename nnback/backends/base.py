@@ -29,6 +29,7 @@ from typing import Any
 import numpy
 
 from ..errors import InputError
+from .conv_ops import ConvOps
 
 Array = Any  # an array of this backend's array module
 
@@ -59,7 +60,7 @@ def _check_activation(activation: str) -> None:
         )
 
 
-class Backend:
+class Backend(ConvOps):
     """Reference implementation of every op, against the array module ``self.xp``.
 
     Parameters
