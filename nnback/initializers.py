@@ -21,19 +21,47 @@ __all__ = [
     "Initializer",
     "Xavier",
     "Zeros",
+    "fans",
     "get_initializer",
 ]
 
 
+def fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a parameter of this shape.
+
+    * 2-D ``(n_inputs, n_outputs)``: a Dense layer's weights (or a (1, n) bias);
+    * 4-D ``(c_out, c_in, kh, kw)``: a Conv2D layer's weights, each output seeing
+      ``c_in * kh * kw`` inputs and each input reaching ``c_out * kh * kw`` outputs;
+    * 1-D ``(n,)``: ``(n, n)``.
+    """
+    shape = tuple(int(n) for n in shape)
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    if len(shape) == 4:
+        window = shape[2] * shape[3]
+        return shape[1] * window, shape[0] * window
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    raise InputError(
+        f"initializers take 1-D, 2-D (n_inputs, n_outputs) or 4-D (c_out, c_in, kh, kw) "
+        f"shapes, got {shape}"
+    )
+
+
 class Initializer:
-    """Base class: ``init(shape, rng, dtype)`` returns a host array of that shape."""
+    """Base class: ``init(shape, rng, dtype)`` returns a host array of that shape.
+
+    Shapes are 2-D ``(n_inputs, n_outputs)`` for Dense layers and 4-D
+    ``(c_out, c_in, kh, kw)`` for Conv2D layers; the scaled initializers read their fan-in
+    and fan-out from :func:`fans`.
+    """
 
     def __call__(
-        self, shape: tuple[int, int], rng: numpy.random.Generator, dtype: Any = numpy.float32
+        self, shape: tuple[int, ...], rng: numpy.random.Generator, dtype: Any = numpy.float32
     ) -> numpy.ndarray:
         return self.sample(shape, rng).astype(dtype, copy=False)
 
-    def sample(self, shape: tuple[int, int], rng: numpy.random.Generator) -> numpy.ndarray:
+    def sample(self, shape: tuple[int, ...], rng: numpy.random.Generator) -> numpy.ndarray:
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -47,7 +75,7 @@ class Initializer:
 class Zeros(Initializer):
     """All zeros (the textbooks' bias initializer)."""
 
-    def sample(self, shape: tuple[int, int], rng: numpy.random.Generator) -> numpy.ndarray:
+    def sample(self, shape: tuple[int, ...], rng: numpy.random.Generator) -> numpy.ndarray:
         return numpy.zeros(shape)
 
 
@@ -57,7 +85,7 @@ class Constant(Initializer):
     def __init__(self, value: float = 0.0) -> None:
         self.value = float(value)
 
-    def sample(self, shape: tuple[int, int], rng: numpy.random.Generator) -> numpy.ndarray:
+    def sample(self, shape: tuple[int, ...], rng: numpy.random.Generator) -> numpy.ndarray:
         return numpy.full(shape, self.value)
 
 
@@ -72,29 +100,30 @@ class Gaussian(Initializer):
             raise InputError(f"Gaussian(sigma): expected sigma > 0, got {sigma!r}")
         self.sigma = float(sigma)
 
-    def sample(self, shape: tuple[int, int], rng: numpy.random.Generator) -> numpy.ndarray:
+    def sample(self, shape: tuple[int, ...], rng: numpy.random.Generator) -> numpy.ndarray:
         return rng.standard_normal(shape) * self.sigma
 
 
 class Xavier(Initializer):
-    """Normal with standard deviation ``1 / sqrt(n_in)`` (suits sigmoid and tanh)."""
+    """Normal with standard deviation ``1 / sqrt(fan_in)`` (suits sigmoid and tanh)."""
 
-    def sample(self, shape: tuple[int, int], rng: numpy.random.Generator) -> numpy.ndarray:
-        return rng.standard_normal(shape) / math.sqrt(shape[0])
+    def sample(self, shape: tuple[int, ...], rng: numpy.random.Generator) -> numpy.ndarray:
+        return rng.standard_normal(shape) / math.sqrt(fans(shape)[0])
 
 
 class He(Initializer):
-    """Normal with standard deviation ``sqrt(2 / n_in)`` (suits ReLU)."""
+    """Normal with standard deviation ``sqrt(2 / fan_in)`` (suits ReLU)."""
 
-    def sample(self, shape: tuple[int, int], rng: numpy.random.Generator) -> numpy.ndarray:
-        return rng.standard_normal(shape) * math.sqrt(2.0 / shape[0])
+    def sample(self, shape: tuple[int, ...], rng: numpy.random.Generator) -> numpy.ndarray:
+        return rng.standard_normal(shape) * math.sqrt(2.0 / fans(shape)[0])
 
 
 class GlorotUniform(Initializer):
-    """Uniform on ``[-limit, limit]`` with ``limit = sqrt(6 / (n_in + n_out))``."""
+    """Uniform on ``[-limit, limit]`` with ``limit = sqrt(6 / (fan_in + fan_out))``."""
 
-    def sample(self, shape: tuple[int, int], rng: numpy.random.Generator) -> numpy.ndarray:
-        limit = math.sqrt(6.0 / (shape[0] + shape[1]))
+    def sample(self, shape: tuple[int, ...], rng: numpy.random.Generator) -> numpy.ndarray:
+        fan_in, fan_out = fans(shape)
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
         return rng.uniform(-limit, limit, shape)
 
 
