@@ -26,6 +26,7 @@ from .errors import (
 from .estimators import MLPClassifier, MLPRegressor
 from .initializers import Constant, Gaussian, GlorotUniform, He, Xavier, Zeros
 from .layer_base import Layer
+from .conv_layers import AvgPool2D, Conv2D, Flatten, MaxPool2D, Reshape
 from .layers import Dense, Dropout
 from .losses import (
     BinaryCrossentropy,
@@ -46,6 +47,7 @@ __all__ = [
     "Accuracy",
     "AdaGrad",
     "Adam",
+    "AvgPool2D",
     "Backend",
     "BackendUnavailableError",
     "BinaryAccuracy",
@@ -53,9 +55,11 @@ __all__ = [
     "Callback",
     "CategoricalCrossentropy",
     "Constant",
+    "Conv2D",
     "Dense",
     "Dropout",
     "EarlyStopping",
+    "Flatten",
     "Gaussian",
     "GlorotUniform",
     "He",
@@ -67,6 +71,7 @@ __all__ = [
     "MLPClassifier",
     "MLPRegressor",
     "Linear",
+    "MaxPool2D",
     "Loss",
     "MeanAbsoluteError",
     "MeanSquaredError",
@@ -78,6 +83,7 @@ __all__ = [
     "RMSprop",
     "ReLU",
     "RegressionAccuracy",
+    "Reshape",
     "Sequential",
     "Sigmoid",
     "Softmax",

@@ -46,6 +46,25 @@ class Layer:
     def backward(self, dvalues: Array) -> Array:
         raise NotImplementedError
 
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of one output sample for one input sample of ``input_shape``.
+
+        Shapes leave out the batch axis: ``(k,)`` for rows, ``(c, h, w)`` for images. Used
+        by the model to check a stack of layers before it runs and by ``summary``; raises
+        :class:`~nnback.errors.InputError` saying what the layer expected. The default (for
+        activations and dropout) passes the shape through.
+        """
+        return tuple(input_shape)
+
+    def input_size(self) -> int | None:
+        """Features per sample this layer needs as the first layer of a model, whose data
+        are rows (n, features); None for a layer that takes any shape (an activation)."""
+        return None
+
+    def parameter_count(self) -> int:
+        """Trainable numbers this layer holds (known before it is built)."""
+        return 0
+
     def parameters(self) -> list[tuple[str, Array, Array | None, float, float]]:
         """``(name, value, gradient, l1, l2)`` for each trainable array."""
         return []

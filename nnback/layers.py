@@ -1,4 +1,5 @@
-"""Layers: :class:`Dense` and :class:`Dropout` (activations live in :mod:`nnback.activations`).
+"""Layers: :class:`Dense` and :class:`Dropout` (activations live in :mod:`nnback.activations`,
+the image layers in :mod:`nnback.conv_layers`; all are importable from here).
 
 Layers hold backend arrays and call the backend for every operation; they never touch
 NumPy, Numba or CuPy directly to compute. They keep the textbooks' stateful convention:
@@ -27,6 +28,8 @@ from .activations import (
     get_activation,
 )
 from .backends import Backend
+from .backends.base import ACTIVATIONS
+from .conv_layers import AvgPool2D, Conv2D, Flatten, MaxPool2D, Reshape
 from .errors import InputError
 from .initializers import Initializer, get_initializer
 from .layer_base import Layer
@@ -34,12 +37,17 @@ from .validation import check_nonnegative_float, check_positive_int, check_rate
 
 __all__ = [
     "Activation",
+    "AvgPool2D",
+    "Conv2D",
     "Dense",
     "Dropout",
+    "Flatten",
     "Layer",
     "LeakyReLU",
     "Linear",
+    "MaxPool2D",
     "ReLU",
+    "Reshape",
     "Sigmoid",
     "Softmax",
     "Tanh",
@@ -65,6 +73,8 @@ class Dense(Layer):
     """
 
     trainable = True
+    #: Activations the model may fuse into this layer.
+    fusable_activations = ACTIVATIONS
 
     def __init__(
         self,
@@ -170,6 +180,24 @@ class Dense(Layer):
         )
         return self.dinputs
 
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(n_neurons,)`` for rows of ``n_inputs`` features."""
+        shape = tuple(input_shape)
+        if len(shape) != 1:
+            raise InputError(
+                f"{self!r} expects rows of {self.n_inputs} features, got samples of shape "
+                f"{shape}; put Flatten() before it"
+            )
+        if shape[0] != self.n_inputs:
+            raise InputError(f"{self!r} expects {self.n_inputs} inputs, got {shape[0]}")
+        return (self.n_neurons,)
+
+    def input_size(self) -> int | None:
+        return self.n_inputs
+
+    def parameter_count(self) -> int:
+        return self.n_inputs * self.n_neurons + self.n_neurons
+
     def parameters(self) -> list[tuple[str, Array, Array | None, float, float]]:
         return [
             (
@@ -271,4 +299,8 @@ def layer_from_config(config: dict[str, Any]) -> Layer:
         return Dense(**config)
     if name == "Dropout":
         return Dropout(**config)
+    images = {"Conv2D": Conv2D, "MaxPool2D": MaxPool2D, "AvgPool2D": AvgPool2D}
+    images.update({"Flatten": Flatten, "Reshape": Reshape})
+    if name in images:
+        return images[name](**config)
     return get_activation(name, **config)

@@ -19,7 +19,7 @@ from .backends import Backend, get_backend
 from .callbacks import Callback, History
 from .errors import InputError
 from .layer_base import Layer
-from .layers import Dense, layer_from_config
+from .layers import Dense, Dropout, layer_from_config
 from .losses import CategoricalCrossentropy, Loss, get_loss
 from .metrics import Metric, get_metric
 from .optimizers import Optimizer, get_optimizer
@@ -126,11 +126,40 @@ class Sequential:
         return self._backend is not None
 
     @property
-    def n_features(self) -> int:
+    def input_layer(self) -> Layer:
+        """The first layer that fixes the number of features per sample (a Dense or a
+        Reshape); the layers before it (activations, dropout) take any shape."""
         for layer in self.layers:
-            if isinstance(layer, Dense):
-                return layer.n_inputs
+            if layer.input_size() is not None:
+                return layer
         raise InputError("the model has no Dense layer; add one before training")
+
+    @property
+    def n_features(self) -> int:
+        """Features per sample of the model's data: rows (n, n_features)."""
+        return self.input_layer.input_size()  # type: ignore[return-value]
+
+    def output_shapes(self) -> list[tuple[int, ...]]:
+        """The shape of one sample after each layer (batch axis left out), checking that
+        every layer can take what the one before gives; an InputError names the layer."""
+        shape: tuple[int, ...] = (self.n_features,)
+        shapes = []
+        producer = "first"
+        for index, layer in enumerate(self.layers):
+            try:
+                new = layer.output_shape(shape)
+            except InputError as exc:
+                if isinstance(layer, Dense) and len(shape) == 1:
+                    raise InputError(
+                        f"layer {index} ({layer!r}) expects {layer.n_inputs} inputs but the "
+                        f"previous {producer} layer gives {shape[0]}; make them equal"
+                    ) from None
+                raise InputError(f"layer {index}: {exc}") from None
+            if not isinstance(layer, Activation | Dropout):
+                producer = type(layer).__name__
+            shapes.append(tuple(new))
+            shape = tuple(new)
+        return shapes
 
     def build(self, backend: str | Backend | None = None) -> Sequential:
         """Allocate every layer's parameters on the backend from the model's generator."""
@@ -138,15 +167,8 @@ class Sequential:
             raise InputError("the model has no layers; add some with model.add(...)")
         chosen = get_backend(backend if backend is not None else self._backend_choice)
         self.rng = numpy.random.default_rng(self.seed)
-        previous = None
-        for index, layer in enumerate(self.layers):
-            if isinstance(layer, Dense) and previous is not None and previous != layer.n_inputs:
-                raise InputError(
-                    f"layer {index} ({layer!r}) expects {layer.n_inputs} inputs but the "
-                    f"previous Dense layer gives {previous}; make them equal"
-                )
-            if isinstance(layer, Dense):
-                previous = layer.n_neurons
+        self.output_shapes()  # every layer takes what the one before gives
+        for layer in self.layers:
             layer.build(chosen, self.dtype, self.rng)
         self._backend = chosen
         self._plan()
@@ -162,7 +184,8 @@ class Sequential:
             layer.parameter_pack = pack
 
     def _plan(self) -> None:
-        """Decide which layers run as separate steps and which are fused into a Dense."""
+        """Decide which layers run as separate steps and which are fused into the Dense or
+        Conv2D layer before them."""
         layers = self.layers
         last = layers[-1]
         self.fused_softmax_loss = isinstance(last, Softmax) and isinstance(
@@ -171,11 +194,12 @@ class Sequential:
         body = layers[:-1] if self.fused_softmax_loss else layers
         self.steps: list[Layer] = []
         for index, layer in enumerate(body):
-            if isinstance(layer, Dense):
+            if hasattr(layer, "fusable_activations"):
                 layer.fused_activation, layer.fused_alpha = "linear", 0.01
             if isinstance(layer, Activation) and self.steps and index > 0:
                 before = body[index - 1]
-                if isinstance(before, Dense) and before.fused_activation == "linear":
+                fusable = getattr(before, "fusable_activations", ())
+                if layer.kind in fusable and before.fused_activation == "linear":
                     before.fused_activation, before.fused_alpha = layer.kind, layer.alpha
                     continue
             self.steps.append(layer)
@@ -186,16 +210,19 @@ class Sequential:
         for layer in reversed(self.layers):
             if isinstance(layer, Activation):
                 return layer.kind
-            if isinstance(layer, Dense):
+            if layer.trainable or layer.input_size() is not None:
                 return "linear"
         return None
 
     @property
     def n_outputs(self) -> int:
-        for layer in reversed(self.layers):
-            if isinstance(layer, Dense):
-                return layer.n_neurons
-        raise InputError("the model has no Dense layer")
+        shape = self.output_shapes()[-1]
+        if len(shape) != 1:
+            raise InputError(
+                f"the model's outputs are samples of shape {shape}, not rows; end it with "
+                "Flatten() and a Dense layer"
+            )
+        return shape[0]
 
     def _require(self, what: str) -> None:
         if self.loss is None:
@@ -288,7 +315,7 @@ class Sequential:
         if not self.built:
             self.build()
         X = check_X("X", X, self.dtype, self.backend)
-        check_features("X", X.shape[1], self.n_features)
+        check_features("X", X.shape[1], self.n_features, self.input_layer)
         n = X.shape[0]
         size = check_positive_int("batch_size", batch_size) if batch_size is not None else 8192
         backend = self.backend
@@ -343,11 +370,12 @@ class Sequential:
             return self
         old = self.backend
         for layer in self.layers:
-            if isinstance(layer, Dense):
-                layer.weights = new.asarray(old.to_numpy(layer.weights))
-                layer.biases = new.asarray(old.to_numpy(layer.biases))
-                layer.dweights = layer.dbiases = None
-                layer._workspaces = {}
+            if layer.trainable:
+                for name, value, _, _, _ in layer.parameters():
+                    setattr(layer, name, new.asarray(old.to_numpy(value)))
+                    setattr(layer, "d" + name, None)
+                if hasattr(layer, "_workspaces"):
+                    layer._workspaces = {}
                 layer.optimizer_state = {
                     name: {slot: new.asarray(old.to_numpy(a)) for slot, a in slots.items()}
                     for name, slots in layer.optimizer_state.items()
@@ -394,17 +422,20 @@ class Sequential:
         )
 
     def summary(self) -> str:
-        """A table of the layers, their output sizes and parameter counts."""
-        lines = [f"{'layer':<28}{'outputs':>10}{'parameters':>14}"]
-        total, width = 0, None
-        for layer in self.layers:
-            count = 0
-            if isinstance(layer, Dense):
-                width = layer.n_neurons
-                count = layer.n_inputs * layer.n_neurons + layer.n_neurons
+        """A table of the layers, the shape of one output sample and the parameter counts.
+
+        A layer that cannot take what the one before gives raises the InputError that
+        ``build`` would.
+        """
+        shapes = self.output_shapes()
+        lines = [f"{'layer':<34}{'output shape':>16}{'parameters':>14}"]
+        total = 0
+        for layer, shape in zip(self.layers, shapes, strict=True):
+            count = layer.parameter_count()
             total += count
-            lines.append(f"{layer!r:<28}{width if width else '-':>10}{count:>14,}")
-        lines.append(f"{'total':<28}{'':>10}{total:>14,}")
+            shown = str(shape[0]) if len(shape) == 1 else str(shape)
+            lines.append(f"{layer!r:<34}{shown:>16}{count:>14,}")
+        lines.append(f"{'total':<34}{'':>16}{total:>14,}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -21,7 +21,8 @@ The plan covers what the kernels cover: Dense layers (with their fused activatio
 Dropout, activation layers, softmax + cross-entropy (class indices or one-hot) and the
 binary cross-entropy, squared and absolute error losses, the accuracy metrics, and the four
 optimizers over the model's flat parameter buffer, in float32 and float64. Anything else
-(``clip_norm``, a custom layer or optimizer, an op the kernels do not take) makes
+(``clip_norm``, a custom layer or optimizer, an op the kernels do not take, and for now
+the image layers of :mod:`nnback.conv_layers`) makes
 :class:`PlanUnsupported` say why, and ``fit`` runs eager steps.
 """
 
@@ -36,12 +37,16 @@ import numpy
 from .activations import Activation
 from .backends.base import EPSILON_CLIP
 from .errors import InputError
+from .conv_layers import AvgPool2D, Conv2D, Flatten, MaxPool2D, Reshape
 from .layers import Dense, Dropout
 from .metrics import Accuracy, BinaryAccuracy, RegressionAccuracy
 from .optimizers import SGD, AdaGrad, Adam, Optimizer, RMSprop
 
 if TYPE_CHECKING:
     from .model import Sequential
+
+#: Layers of convolutional networks, which the captured step does not cover (yet).
+_IMAGE_LAYERS = (Conv2D, MaxPool2D, AvgPool2D, Flatten, Reshape)
 
 __all__ = ["CAPTURE_ENV", "PlanUnsupported", "StepPlan", "capture_requested", "describe_step_mode"]
 
@@ -173,6 +178,14 @@ class StepPlan:
             raise PlanUnsupported(reason)
         if steps < 1:
             raise PlanUnsupported("no full-size batch in an epoch")
+        images = [
+            type(layer).__name__ for layer in model.layers if isinstance(layer, _IMAGE_LAYERS)
+        ]
+        if images:
+            # Refused before anything is allocated or gathered: the eager steps run instead.
+            raise PlanUnsupported(
+                f"image layers ({', '.join(dict.fromkeys(images))}) have no captured step yet"
+            )
         self.model, self.backend, self.X, self.y = model, backend, X, y
         self.baked = _baked(model)
         self.batch_size, self.steps = batch_size, steps

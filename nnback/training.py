@@ -346,7 +346,7 @@ def fit(
     model._require("fit")
     backend = model.backend
     X = check_X("X", X, model.dtype, backend)
-    check_features("X", X.shape[1], model.n_features)
+    check_features("X", X.shape[1], model.n_features, model.input_layer)
     y = prepare_targets(model, y, X.shape[0])
     if validation_split and validation_data is None:
         X, y, X_val, y_val = _split(X, y, validation_split)
@@ -361,7 +361,7 @@ def fit(
                 f"{type(validation_data).__name__}; pass validation_data=(X_val, y_val)"
             )
         X_val = check_X("X_val", validation_data[0], model.dtype, backend)
-        check_features("X_val", X_val.shape[1], model.n_features)
+        check_features("X_val", X_val.shape[1], model.n_features, model.input_layer)
         y_val = prepare_targets(model, validation_data[1], X_val.shape[0])
         validation = (backend.asarray(X_val), backend.asarray(y_val))
 
@@ -439,7 +439,7 @@ def evaluate(model: Sequential, X: Any, y: Any, batch_size: int | None = None) -
     model._require("evaluate")
     backend = model.backend
     X = check_X("X", X, model.dtype, backend)
-    check_features("X", X.shape[1], model.n_features)
+    check_features("X", X.shape[1], model.n_features, model.input_layer)
     y = prepare_targets(model, y, X.shape[0])
     # ``is not None``: a batch size of 0 is a mistake to report, not a request for the default.
     size = _EVALUATION_BATCH if batch_size is None else check_positive_int("batch_size", batch_size)

@@ -250,8 +250,18 @@ def check_X(name: str, X: Any, dtype: Any, backend: Any = None) -> Any:
     return converted
 
 
-def check_features(name: str, n_features: int, expected: int) -> None:
-    """Raise if a feature count does not match the first layer's input size."""
+def check_features(name: str, n_features: int, expected: int, layer: Any = None) -> None:
+    """Raise if a feature count does not match the first layer's input size.
+
+    ``layer`` is the model's first layer that fixes the input size (a Dense layer when
+    None); a Reshape there gets its own message.
+    """
+    if n_features != expected and layer is not None and type(layer).__name__ != "Dense":
+        raise InputError(
+            f"{name}: the first layer, {layer!r}, expects {expected} features per sample, "
+            f"got {n_features}; pass {expected} columns (images flattened to rows, for "
+            f"example X.reshape(len(X), -1)) or change the layer's shape"
+        )
     if n_features != expected:
         raise InputError(
             f"{name}: the first Dense layer expects {expected} features per sample, "
