@@ -428,14 +428,15 @@ class Sequential:
         ``build`` would.
         """
         shapes = self.output_shapes()
-        lines = [f"{'layer':<34}{'output shape':>16}{'parameters':>14}"]
+        width = max(28, *(len(repr(layer)) + 2 for layer in self.layers))
+        lines = [f"{'layer':<{width}}{'output shape':>16}{'parameters':>14}"]
         total = 0
         for layer, shape in zip(self.layers, shapes, strict=True):
             count = layer.parameter_count()
             total += count
             shown = str(shape[0]) if len(shape) == 1 else str(shape)
-            lines.append(f"{layer!r:<34}{shown:>16}{count:>14,}")
-        lines.append(f"{'total':<34}{'':>16}{total:>14,}")
+            lines.append(f"{layer!r:<{width}}{shown:>16}{count:>14,}")
+        lines.append(f"{'total':<{width}}{'':>16}{total:>14,}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -4,8 +4,9 @@ The SHA-256 in the header is a checksum, not a signature: anyone can edit a file
 recompute it. So a file whose checksum matches is still checked for being a model this
 nnback can run: a known format version, a known metric, an optimizer iteration count and
 a random-generator state in range, and arrays of floating-point numbers whose shapes are
-exactly those of the declared layers (optimizer slots included) and whose values fit the
-model's dtype. Each problem is a :class:`~nnback.errors.ModelFileError` naming it.
+exactly those of the declared layers (optimizer slots included; a Conv2D's weights are
+(c_out, c_in, kh, kw)) and whose values fit the model's dtype. The declared layers must fit
+together: each takes the per-sample shape the one before it gives. Each problem is a :class:`~nnback.errors.ModelFileError` naming it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 import numpy
 
-from .errors import ModelFileError
+from .conv_layers import Conv2D, Reshape
+from .errors import InputError, ModelFileError
 from .layers import Dense
 
 __all__ = ["MAX_HEADER_BYTES", "MAX_ITERATIONS", "check_header", "convert_array", "expected_arrays"]
@@ -143,20 +145,22 @@ def expected_arrays(
     slots = tuple(getattr(optimizer, "slots", ())) if optimizer is not None else ()
     shapes: dict[str, tuple[int, ...]] = {}
     parameter_slots: dict[str, tuple[str, ...]] = {}
-    previous = None
-    for index, layer in enumerate(model.layers):
+    layers = list(model.layers)
+    if any(layer.trainable or isinstance(layer, Reshape) for layer in layers):
+        try:
+            model.output_shapes()  # each layer takes what the one before it gives
+        except InputError as exc:
+            raise ModelFileError(
+                f"{path}: the header does not describe a valid model: {exc}"
+            ) from None
+    for index, layer in enumerate(layers):
         if isinstance(layer, Dense):
-            if previous is not None and layer.n_inputs != previous:
-                raise ModelFileError(
-                    f"{path}: the header does not describe a valid model: layer {index} "
-                    f"({layer!r}) expects {layer.n_inputs} inputs but the previous Dense "
-                    f"layer gives {previous}"
-                )
-            previous = layer.n_neurons
             params = {
                 "weights": (layer.n_inputs, layer.n_neurons),
                 "biases": (1, layer.n_neurons),
             }
+        elif isinstance(layer, Conv2D):
+            params = {"weights": layer.weight_shape, "biases": (1, layer.out_channels)}
         elif getattr(layer, "trainable", False):
             raise ModelFileError(f"{path}: layer {index} ({type(layer).__name__}) cannot be loaded")
         else:
