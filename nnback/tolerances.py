@@ -156,6 +156,37 @@ _FACTORS: dict[str, tuple[float, float]] = {
     # dz as activation_backward (8, 16); db sums up to 64 rows of it (<= 26 eps measured,
     # as dW above): rtol 16 eps, atol 32 eps.
     "activation_bias_backward": (16, 32),
+    # Convolution and pooling (nnback/backends/conv_ops.py), for the same unit-scale data with
+    # weights of variance 1/fan_in, reductions of at most MAX_REDUCTION terms (c_in * kh * kw
+    # in the forward GEMM, n * oh * ow for dW and db, c_out times the windows overlapping a
+    # pixel for dX) and windows of at most 3x3 in which at most 4 windows overlap a pixel.
+    # Measured in float32 (NumPy, 30 draws of the parity shapes): conv2d_forward <= 3.4 eps,
+    # dX <= 3.0, dW <= 5.5, db <= 10.2, col2im <= 4.5, the pools <= 1 eps.
+    # im2col moves values (padding is an exact 0); max pooling selects them, and its argmax
+    # is a position (the tests keep every window free of ties).
+    "im2col": (0, 0),
+    "maxpool2d_forward": (0, 0),
+    # col2im adds the up to kh * kw <= 9 column entries that land on a pixel, in any order:
+    # (K - 1) * u * sum|t| <= 36 eps worst case for |t| <= 1, sqrt(K) * u * sum|t| ~ 7 eps
+    # likely; atol 32 eps, rtol 8 eps (a value far from 0 errs relative to itself).
+    "col2im": (8, 32),
+    # The epilogues of a convolution are those of a dense layer without softmax: the bias
+    # add (1/2 ulp) then the activation as in activation_forward (<= 3 eps relative for
+    # sigmoid, 2 ulps for tanh); backward as activation_bias_backward (db sums <= 64 terms).
+    "conv_bias_activation": (16, 1),
+    "conv_activation_bias_backward": (16, 32),
+    # A GEMM as in matmul (16, 64) through the epilogue above: rtol 32, atol 64 eps.
+    "conv2d_forward": (32, 64),
+    # dW, db as dense_backward's (<= 64 terms); dX is a GEMM over c_out then col2im's sum
+    # of <= kh * kw of those, together <= 64 products of unit-scale terms: (16, 64).
+    "conv2d_backward": (16, 64),
+    # Overlapping windows add up to 4 contributions (dy, or dy / (ph * pw)) to a pixel: 3
+    # roundings of sums <= 4 |dy| = 6 eps worst case; the average pools a window of <= 9
+    # values (8 roundings of partial sums <= 9 * max|x|, divided by 9: <= 4 eps) and
+    # rounds the quotient (1/2 ulp): atol 8 eps, rtol 4 eps for both directions.
+    "maxpool2d_backward": (4, 8),
+    "avgpool2d_forward": (4, 8),
+    "avgpool2d_backward": (4, 8),
     # Loss value: a mean of up to 1024 positive terms (cross-entropies, squares, absolute
     # values); a naive float32 accumulation errs by ~ u * sqrt(N / 3) relative (9 eps for
     # N = 1024) with a 5-sigma tail near 45 eps; log/exp add ~1 ulp per term: rtol 64 eps.
