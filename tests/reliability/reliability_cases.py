@@ -166,6 +166,21 @@ def _fits(**kwargs: Any) -> Call:
     return lambda mp, tmp: fit(**kwargs)
 
 
+def _cnn(*layers: Any) -> nb.Sequential:
+    """Rows of 16 pixels as (1, 4, 4) images through ``layers``, then a 3-way softmax."""
+    return nb.Sequential(
+        [*layers, nb.Softmax()], loss="categorical_crossentropy", optimizer="sgd", seed=0
+    )
+
+
+_IMAGES = numpy.random.default_rng(0).random((12, 16))
+_CONV = (nb.Conv2D(1, 2, 3), nb.ReLU(), nb.Flatten(), nb.Dense(8, 3))
+
+
+def _cnn_fits(*layers: Any, X: Any = _IMAGES) -> Call:
+    return lambda mp, tmp: fit(X=X, model=_cnn(*layers))
+
+
 E = nb.InputError
 CASES: list[Case] = [
     # --- data ---------------------------------------------------------------------------
@@ -266,6 +281,49 @@ CASES: list[Case] = [
         E,
         "batch_size:",
         "got 0",
+    ),
+    # --- convolutional networks --------------------------------------------------------
+    _case(
+        "reshape-features",
+        _cnn_fits(nb.Reshape((1, 4, 4)), *_CONV, X=numpy.ones((12, 17))),
+        E,
+        "X: the first layer, Reshape((1, 4, 4)), expects 16 features per sample, got 17",
+        "pass 16 columns",
+    ),
+    _case(
+        "conv-channels",
+        _cnn_fits(nb.Reshape((1, 4, 4)), nb.Conv2D(3, 2, 3), nb.Flatten(), nb.Dense(8, 3)),
+        E,
+        "layer 1: Conv2D(3, 2, 3) expects images of shape (3, h, w), got samples of shape "
+        "(1, 4, 4)",
+    ),
+    _case(
+        "conv-first",
+        _cnn_fits(*_CONV),
+        E,
+        "Conv2D(1, 2, 3) takes images (n, c, h, w) but a model's data are rows",
+        "put Reshape((1, h, w)) before it",
+    ),
+    _case(
+        "dense-without-flatten",
+        _cnn_fits(nb.Reshape((1, 4, 4)), nb.Conv2D(1, 2, 3), nb.Dense(8, 3)),
+        E,
+        "layer 2: Dense(8, 3) expects rows of 8 features, got samples of shape (2, 2, 2)",
+        "put Flatten() before it",
+    ),
+    _case(
+        "kernel-too-large",
+        _cnn_fits(nb.Reshape((1, 4, 4)), nb.Conv2D(1, 2, 5), nb.Flatten(), nb.Dense(2, 3)),
+        E,
+        "layer 1: Conv2D(1, 2, 5): a 5x5 kernel with padding (0, 0) does not fit images of 4x4",
+        "use a smaller kernel or more padding",
+    ),
+    _case(
+        "same-padding-stride",
+        lambda mp, tmp: nb.Conv2D(1, 2, 3, stride=2, padding="same"),
+        E,
+        "Conv2D(padding): 'same' needs stride 1 and an odd kernel",
+        "pass the padding as numbers",
     ),
     # --- backends -----------------------------------------------------------------------
     _case(

@@ -34,6 +34,32 @@ def _trained(tmp: Path) -> Path:
     return tmp / "m.npz"
 
 
+def _trained_cnn(tmp: Path) -> Path:
+    """Reshape((1, 4, 4)) Conv2D(1, 2, 3) ReLU Flatten Dense(8, 3) Softmax, Adam, saved."""
+    model = nb.Sequential(
+        [nb.Reshape((1, 4, 4)), nb.Conv2D(1, 2, 3), nb.ReLU(), nb.Flatten(), nb.Dense(8, 3),
+         nb.Softmax()],
+        loss="categorical_crossentropy",
+        optimizer="adam",
+        seed=0,
+    )  # fmt: skip
+    rng = numpy.random.default_rng(0)
+    model.fit(rng.random((12, 16)), numpy.arange(12) % 3, epochs=1, batch_size=4, verbose=0)
+    model.save(tmp / "cnn.npz")
+    return tmp / "cnn.npz"
+
+
+def _edited_cnn(change: Any) -> Any:
+    def call(mp: pytest.MonkeyPatch, tmp: Path) -> None:
+        nb.load_model(rewrite_model(_trained_cnn(tmp), tmp / "edited.npz", change))
+
+    return call
+
+
+def _conv_config(key: str, value: Any) -> Any:
+    return lambda header, arrays: header["config"]["layers"][1].__setitem__(key, value)
+
+
 def _edited(change: Any) -> Any:
     def call(mp: pytest.MonkeyPatch, tmp: Path) -> None:
         nb.load_model(rewrite_model(_trained(tmp), tmp / "edited.npz", change))
@@ -200,6 +226,26 @@ UNTRUSTED_CASES: list[Case] = [
         M,
         "iterations",
         "401-digit",
+    ),
+    _case(
+        "load-conv-channels",
+        _edited_cnn(_conv_config("in_channels", 2)),
+        M,
+        "the header does not describe a valid model: layer 1: Conv2D(2, 2, 3) expects images "
+        "of shape (2, h, w), got samples of shape (1, 4, 4)",
+    ),
+    _case(
+        "load-conv-kernel",
+        _edited_cnn(_conv_config("kernel_size", [3, 0])),
+        M,
+        "the header does not describe a valid model (InputError: Conv2D(kernel_size): "
+        "expected a positive integer, got 0",
+    ),
+    _case(
+        "load-conv-weights",
+        _edited_cnn(_set("layer1/weights", numpy.zeros((2, 1, 3, 2), "float32"))),
+        M,
+        "'layer1/weights' (stored shape (2, 1, 3, 2), the declared model needs (2, 1, 3, 3))",
     ),
     _case("load-string-weights", _edited(_set(_W, numpy.full((4, 8), "0.5"))), M, "<U3"),
     _case("load-bytes-weights", _edited(_set(_W, numpy.zeros((4, 8), "V4"))), M, "|V4"),
