@@ -224,6 +224,21 @@ class Sequential:
             )
         return shape[0]
 
+    def inference_batch(self, largest: int = 8192) -> int:
+        """The default batch of ``predict`` and ``evaluate``: ``largest`` rows, fewer for a
+        model with convolutions, whose im2col matrices take ``c_in * kh * kw * oh * ow``
+        numbers per sample; those are kept to about 2**24 numbers (64 MB in float32)."""
+        per_sample, shape = 0, (self.n_features,)
+        for layer in self.layers:
+            out = layer.output_shape(shape)
+            if hasattr(layer, "kernel_size"):
+                kh, kw = layer.kernel_size
+                per_sample = max(per_sample, shape[0] * kh * kw * out[1] * out[2])
+            shape = out
+        if per_sample == 0:
+            return largest
+        return max(1, min(largest, (1 << 24) // per_sample))
+
     def _require(self, what: str) -> None:
         if self.loss is None:
             raise InputError(f"{what}: the model has no loss; pass loss=... or call compile()")
@@ -317,7 +332,11 @@ class Sequential:
         X = check_X("X", X, self.dtype, self.backend)
         check_features("X", X.shape[1], self.n_features, self.input_layer)
         n = X.shape[0]
-        size = check_positive_int("batch_size", batch_size) if batch_size is not None else 8192
+        size = (
+            check_positive_int("batch_size", batch_size)
+            if batch_size is not None
+            else self.inference_batch()
+        )
         backend = self.backend
         result = None
         for start in range(0, n, size):

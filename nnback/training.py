@@ -384,7 +384,9 @@ def fit(
     }
     X = backend.asarray(X)
     trainer = _Trainer(model, X, _device_targets(model, X, y), settings)
-    scorer = None if validation is None else _Scorer(model, *validation, _EVALUATION_BATCH)
+    scorer = None
+    if validation is not None:
+        scorer = _Scorer(model, *validation, model.inference_batch(_EVALUATION_BATCH))
     history.step_mode = trainer.step_mode
     guard = _InterruptGuard()
     try:
@@ -442,7 +444,11 @@ def evaluate(model: Sequential, X: Any, y: Any, batch_size: int | None = None) -
     check_features("X", X.shape[1], model.n_features, model.input_layer)
     y = prepare_targets(model, y, X.shape[0])
     # ``is not None``: a batch size of 0 is a mistake to report, not a request for the default.
-    size = _EVALUATION_BATCH if batch_size is None else check_positive_int("batch_size", batch_size)
+    size = (
+        model.inference_batch(_EVALUATION_BATCH)
+        if batch_size is None
+        else check_positive_int("batch_size", batch_size)
+    )
     if getattr(model.metric, "precision", 0) is None:
         model.metric.prepare(y)
     return _score(model, X, y, size)

@@ -232,3 +232,37 @@ def test_fusion_follows_the_layer_order() -> None:
     # The sigmoid runs on the pooled 4-D maps, as a layer of its own.
     out = model.predict(numpy.linspace(-1, 1, 72).reshape(2, 36))
     assert out.shape == (2, 2)
+
+
+def test_initializers_read_the_fans_of_conv_weights() -> None:
+    rng = numpy.random.default_rng(0)
+    shape = (64, 32, 3, 3)  # fan_in 32 * 9 = 288, fan_out 64 * 9 = 576
+    assert nb.initializers.fans(shape) == (288, 576)
+    assert nb.initializers.fans((5, 7)) == (5, 7)
+    he = nb.He()(shape, rng, numpy.float64)
+    assert abs(he.std() / numpy.sqrt(2 / 288) - 1) < 0.03
+    xavier = nb.Xavier()(shape, rng, numpy.float64)
+    assert abs(xavier.std() / numpy.sqrt(1 / 288) - 1) < 0.03
+    glorot = nb.GlorotUniform()(shape, rng, numpy.float64)
+    assert numpy.abs(glorot).max() <= numpy.sqrt(6 / (288 + 576))
+    assert numpy.abs(glorot).max() > 0.99 * numpy.sqrt(6 / (288 + 576))
+    with pytest.raises(nb.InputError, match="4-D"):
+        nb.He()((2, 3, 4), rng)
+    conv = nb.Conv2D(32, 64, 3)
+    conv.build(nb.get_backend("numpy"), "float64", rng)
+    assert abs(conv.weights.std() / numpy.sqrt(2 / 288) - 1) < 0.05
+
+
+def test_inference_batches_bound_the_im2col_memory() -> None:
+    model = _cnn("numpy")
+    # The largest im2col matrix: the second conv's 4 * 9 rows by 2 * 2 outputs per sample.
+    assert model.inference_batch() == min(8192, (1 << 24) // (4 * 9 * 2 * 2))
+    big = nb.Sequential([nb.Reshape((1, 28, 28)), nb.Conv2D(1, 32, 3), nb.ReLU(),
+                         nb.MaxPool2D(2), nb.Conv2D(32, 64, 3), nb.Flatten(),
+                         nb.Dense(64 * 11 * 11, 10), nb.Softmax()])  # fmt: skip
+    assert big.inference_batch() == (1 << 24) // (32 * 9 * 11 * 11)
+    X, y = _data()
+    model.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    numpy.testing.assert_allclose(model.predict(X), model.predict(X, batch_size=7), rtol=1e-6)
+    dense = nb.Sequential([nb.Dense(3, 2), nb.Softmax()])
+    assert dense.inference_batch() == 8192
