@@ -15,6 +15,7 @@ from .backends import (
     use_backend,
 )
 from .callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint
+from .conv_layers import AvgPool2D, Conv2D, Flatten, MaxPool2D, Reshape
 from .errors import (
     BackendUnavailableError,
     InputError,
@@ -26,7 +27,6 @@ from .errors import (
 from .estimators import MLPClassifier, MLPRegressor
 from .initializers import Constant, Gaussian, GlorotUniform, He, Xavier, Zeros
 from .layer_base import Layer
-from .conv_layers import AvgPool2D, Conv2D, Flatten, MaxPool2D, Reshape
 from .layers import Dense, Dropout
 from .losses import (
     BinaryCrossentropy,

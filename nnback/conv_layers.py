@@ -134,8 +134,7 @@ class Conv2D(Layer):
                 self.padding_spec, self.padding = "same", ((kh - 1) // 2, (kw - 1) // 2)
             else:
                 raise InputError(
-                    f"Conv2D(padding): expected an int, a pair, 'same' or 'valid', got "
-                    f"{padding!r}"
+                    f"Conv2D(padding): expected an int, a pair, 'same' or 'valid', got {padding!r}"
                 )
         else:
             self.padding = self._padding_pair(padding)

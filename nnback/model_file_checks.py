@@ -6,7 +6,8 @@ nnback can run: a known format version, a known metric, an optimizer iteration c
 a random-generator state in range, and arrays of floating-point numbers whose shapes are
 exactly those of the declared layers (optimizer slots included; a Conv2D's weights are
 (c_out, c_in, kh, kw)) and whose values fit the model's dtype. The declared layers must fit
-together: each takes the per-sample shape the one before it gives. Each problem is a :class:`~nnback.errors.ModelFileError` naming it.
+together: each takes the per-sample shape the one before it gives. Each problem is a
+:class:`~nnback.errors.ModelFileError` naming it.
 """
 
 from __future__ import annotations

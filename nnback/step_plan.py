@@ -36,8 +36,8 @@ import numpy
 
 from .activations import Activation
 from .backends.base import EPSILON_CLIP
-from .errors import InputError
 from .conv_layers import AvgPool2D, Conv2D, Flatten, MaxPool2D, Reshape
+from .errors import InputError
 from .layers import Dense, Dropout
 from .metrics import Accuracy, BinaryAccuracy, RegressionAccuracy
 from .optimizers import SGD, AdaGrad, Adam, Optimizer, RMSprop

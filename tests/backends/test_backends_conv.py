@@ -72,7 +72,9 @@ def _conv_inputs(
     assert c_in * kh * kw <= MAX_REDUCTION and n * numpy.prod(_out_hw(CONFIGS[name])) <= 64
     x, x64 = _image(backend, random_array(rng, (n, c_in, h, w)), dtype, layout)
     limit = numpy.sqrt(3.0 / (c_in * kh * kw))  # variance 1/fan_in, as He/Glorot scale it
-    w_, w64 = _image(backend, random_array(rng, (c_out, c_in, kh, kw), -limit, limit), dtype, layout)
+    w_, w64 = _image(
+        backend, random_array(rng, (c_out, c_in, kh, kw), -limit, limit), dtype, layout
+    )
     b, b64 = make_input(backend, random_array(rng, (1, c_out), -0.5, 0.5), dtype, "strided")
     return (x, w_, b), (x64, w64, b64)
 
@@ -95,7 +97,9 @@ def test_im2col_col2im(
     oh, ow = _out_hw(CONFIGS[name])
     x, x64 = _image(backend, random_array(rng, (n, c, h, w)), dtype, layout4)
     got = backend.im2col(x, kernel, stride, padding)
-    assert_close("im2col", backend, got, reference.im2col(x64, kernel, stride, padding), dtype=dtype)
+    assert_close(
+        "im2col", backend, got, reference.im2col(x64, kernel, stride, padding), dtype=dtype
+    )
     assert_unchanged(backend, x, x64, "x")
     shape = (c * kernel[0] * kernel[1], n * oh * ow)
     cols, cols64 = make_input(backend, random_array(rng, shape), dtype, "transposed")

@@ -28,7 +28,9 @@ def _data(n: int = N, seed: int = 0) -> tuple[numpy.ndarray, numpy.ndarray]:
     return X, y
 
 
-def _cnn(backend: Any = None, dtype: str = "float32", seed: int = 7, **kwargs: Any) -> nb.Sequential:
+def _cnn(
+    backend: Any = None, dtype: str = "float32", seed: int = 7, **kwargs: Any
+) -> nb.Sequential:
     return nb.Sequential(
         [
             nb.Reshape((1, SIDE, SIDE)),
