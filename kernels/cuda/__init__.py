@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 # The kernel modules, by file stem.
-SOURCES = ("dense", "losses", "optimizers", "dropout", "step")
+SOURCES = ("dense", "losses", "optimizers", "dropout", "step", "conv")
 
 # NVRTC options for every module, on the GPU and in the compile check alike. --fmad=false keeps
 # a * b + c as two roundings, as NumPy computes it (the kernels are memory-bound, so the fused

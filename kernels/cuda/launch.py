@@ -32,6 +32,7 @@ BLOCK = 256  # threads per block of the element-wise kernels
 COLUMN_BLOCK = (32, 8)  # bias gradient: 32 columns (coalesced reads) x 8 row lanes
 ROWS_PER_CHUNK = 256  # rows one block sums for the bias gradient (fixes the order)
 LOSS_CHUNK = 2048  # elements per block of the element-wise losses (fixes the order)
+CONV_CHUNK = 4096  # elements of one channel a block sums for a conv bias gradient (the order)
 BLOCKS_PER_SM = 8
 _MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y
 
@@ -42,6 +43,25 @@ NULL = numpy.uint64(0)
 SUFFIX = {numpy.dtype(numpy.float32): "f32", numpy.dtype(numpy.float64): "f64"}
 LABEL_SUFFIX = {numpy.dtype(numpy.int32): "i32", numpy.dtype(numpy.int64): "i64"}
 _I32, _I64, _F64 = numpy.int32, numpy.int64, numpy.float64
+
+
+def _conv_args(
+    x_shape: tuple[int, ...], kernel: tuple, stride: tuple, padding: tuple
+) -> tuple[numpy.int32, ...]:
+    """conv.cu's geometry arguments (n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow)."""
+    n, c, h, w = x_shape
+    oh = (h + 2 * padding[0] - kernel[0]) // stride[0] + 1
+    ow = (w + 2 * padding[1] - kernel[1]) // stride[1] + 1
+    return tuple(_I32(v) for v in (n, c, h, w, *kernel, *stride, *padding, oh, ow))
+
+
+def _pool_args(
+    x_shape: tuple[int, ...], y_shape: tuple[int, ...], pool: tuple, stride: tuple
+) -> tuple[Any, ...]:
+    """conv.cu's pooling arguments (planes, h, w, ph, pw, sh, sw, oh, ow)."""
+    n, c, h, w = x_shape
+    oh, ow = y_shape[2:]
+    return (_I64(n * c), *(_I32(v) for v in (h, w, *pool, *stride, oh, ow)))
 
 
 def row_block(k: int) -> int:
@@ -100,12 +120,16 @@ class KernelRunner:
                 function = self._functions[kernel] = raw.get_function(kernel)
             return function
 
-    def grid(self, work: int, per_block: int = BLOCK) -> tuple[int]:
-        """A 1-D grid for ``work`` items of ``per_block`` per block, capped per device."""
+    def max_blocks(self) -> int:
+        """The most blocks a launch uses on this device (BLOCKS_PER_SM per multiprocessor)."""
         if self._max_blocks is None:
             sms = int(self.xp.cuda.Device().attributes["MultiProcessorCount"])
             self._max_blocks = BLOCKS_PER_SM * max(1, sms)
-        return (max(1, min(-(-work // per_block), self._max_blocks)),)
+        return self._max_blocks
+
+    def grid(self, work: int, per_block: int = BLOCK) -> tuple[int]:
+        """A 1-D grid for ``work`` items of ``per_block`` per block, capped per device."""
+        return (max(1, min(-(-work // per_block), self.max_blocks())),)
 
     # ---- activations and the dense layer's epilogues --------------------------------------
     def bias_activation(self, z: Any, b: Any | None, y: Any, activation: str, alpha: float) -> None:
@@ -168,6 +192,89 @@ class KernelRunner:
     def bias_grad_chunks(n: int) -> int:
         """Rows of the partial sums :meth:`bias_grad` needs for ``n`` rows (1: none)."""
         return -(-n // ROWS_PER_CHUNK)
+
+    # ---- convolution and pooling (conv.cu); geometry checked by the backend ------------------
+    def im2col(self, x: Any, cols: Any, kernel: tuple, stride: tuple, padding: tuple) -> None:
+        """``cols = im2col(x)``: (n, c, h, w) -> (c * kh * kw, n * oh * ow); one thread per
+        (channel, column) writes the column's kh * kw entries."""
+        c = x.shape[1]
+        args = (x, cols, *_conv_args(x.shape, kernel, stride, padding))
+        work = c * cols.shape[1]
+        self.launch("conv", f"im2col_{SUFFIX[x.dtype]}", self.grid(work), (BLOCK,), *args)
+
+    def col2im(self, cols: Any, dx: Any, kernel: tuple, stride: tuple, padding: tuple) -> None:
+        """``dx = col2im(cols)``: one thread per pixel of dx gathers its contributions."""
+        args = (cols, dx, *_conv_args(dx.shape, kernel, stride, padding))
+        self.launch("conv", f"col2im_{SUFFIX[cols.dtype]}", self.grid(dx.size), (BLOCK,), *args)
+
+    def conv_bias_activation(self, z: Any, b: Any, y: Any, activation: str, alpha: float) -> None:
+        """``y (n, c, oh, ow) = activation(z (c, n, oh, ow) + b)``."""
+        c, n, oh, ow = z.shape
+        code = _I32(ACTIVATION_CODES[activation])
+        args = (z, b, y, _I64(n), _I32(c), _I32(oh * ow), code, _F64(alpha))
+        kernel = f"conv_bias_act_forward_{SUFFIX[z.dtype]}"
+        self.launch("conv", kernel, self.grid(z.size), (BLOCK,), *args)
+
+    def conv_bias_grad(
+        self,
+        dy: Any,
+        y: Any,
+        dz: Any,
+        db: Any,
+        activation: str,
+        alpha: float,
+        partial: Any | None = None,
+    ) -> None:
+        """``dz (c, n, oh, ow) = activation_backward(dy, y)`` transposed, ``db = sum(dz)`` per
+        channel: partial sums per (chunk of CONV_CHUNK elements, channel), then dense.cu's
+        column_sum over the chunks (skipped for one chunk). ``partial`` is a workspace of
+        :meth:`conv_bias_grad_chunks` rows of c (allocated if None)."""
+        n, c, oh, ow = dy.shape
+        s = SUFFIX[dy.dtype]
+        chunks = self.conv_bias_grad_chunks(n * oh * ow)
+        if chunks == 1:
+            partial = db
+        elif partial is None:
+            partial = self.xp.empty((chunks, c), dtype=dy.dtype)
+        rows = min(c, _MAX_GRID_Y)
+        # One block per (chunk, channel) up to the device's cap on blocks; grid-strided beyond.
+        grid = (max(1, min(chunks, self.max_blocks() // rows)), rows)
+        code = _I32(ACTIVATION_CODES[activation])
+        args = (dy, y, dz, partial, _I64(n), _I32(c), _I32(oh * ow), _I64(CONV_CHUNK), code)
+        self.launch("conv", f"conv_act_backward_bias_grad_{s}", grid, (BLOCK,), *args, _F64(alpha))
+        if chunks > 1:
+            args = (partial, db, _I64(chunks), _I64(c))
+            self.launch("dense", f"column_sum_{s}", self.grid(c), (BLOCK,), *args)
+
+    @staticmethod
+    def conv_bias_grad_chunks(elements: int) -> int:
+        """Rows of the partial sums :meth:`conv_bias_grad` needs for ``n * oh * ow``
+        elements per channel (1: none)."""
+        return -(-elements // CONV_CHUNK)
+
+    def maxpool_forward(self, x: Any, y: Any, argmax: Any, pool: tuple, stride: tuple) -> None:
+        """``y, argmax = maxpool2d_forward(x)``; argmax int32."""
+        args = (x, y, argmax, *_pool_args(x.shape, y.shape, pool, stride))
+        kernel = f"maxpool_forward_{SUFFIX[x.dtype]}"
+        self.launch("conv", kernel, self.grid(y.size), (BLOCK,), *args)
+
+    def maxpool_backward(self, dy: Any, argmax: Any, dx: Any, pool: tuple, stride: tuple) -> None:
+        """``dx = maxpool2d_backward(dy, argmax)``: one thread per pixel of dx gathers."""
+        args = (dy, argmax, dx, *_pool_args(dx.shape, dy.shape, pool, stride))
+        kernel = f"maxpool_backward_{SUFFIX[dy.dtype]}"
+        self.launch("conv", kernel, self.grid(dx.size), (BLOCK,), *args)
+
+    def avgpool_forward(self, x: Any, y: Any, pool: tuple, stride: tuple) -> None:
+        """``y = avgpool2d_forward(x)``."""
+        args = (x, y, *_pool_args(x.shape, y.shape, pool, stride))
+        kernel = f"avgpool_forward_{SUFFIX[x.dtype]}"
+        self.launch("conv", kernel, self.grid(y.size), (BLOCK,), *args)
+
+    def avgpool_backward(self, dy: Any, dx: Any, pool: tuple, stride: tuple) -> None:
+        """``dx = avgpool2d_backward(dy)``: one thread per pixel of dx gathers."""
+        args = (dy, dx, *_pool_args(dx.shape, dy.shape, pool, stride))
+        kernel = f"avgpool_backward_{SUFFIX[dy.dtype]}"
+        self.launch("conv", kernel, self.grid(dx.size), (BLOCK,), *args)
 
     # ---- losses -----------------------------------------------------------------------------
     def _finalize(self, values: Any, divisor: int, negate: bool, loss: Any | None = None) -> Any:

@@ -28,6 +28,7 @@ from ..errors import BackendUnavailableError
 from ..kernels.cuda import COMPILE_OPTIONS
 from ..kernels.cuda.launch import ACTIVATION_CODES, LABEL_SUFFIX, SUFFIX, KernelRunner
 from .base import EPSILON_CLIP, Backend, adam_scalars
+from .conv_ops import CONV_ACTIVATIONS, conv_output_size
 from .cublas import CublasGemm, find_cublas_library
 
 Array = Any
@@ -75,6 +76,41 @@ def _weak(value: Any, dtype: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float | numpy.number):
         return False
     return numpy.result_type(dtype, value) == dtype
+
+
+# conv.cu indexes within an image, a window or a column of im2col's matrix with int.
+_INT_MAX = 2**31 - 1
+
+
+def _pairs(*pairs: Any, minimum: tuple[int, ...]) -> tuple[tuple[int, int], ...] | None:
+    """The (height, width) pairs as Python ints, or None unless each is two ints of at least
+    its ``minimum`` (kernel and stride >= 1, padding >= 0) that conv.cu's int indexing can
+    hold. None sends the op to the reference, which makes sense of or rejects the rest."""
+    out = []
+    for pair, low in zip(pairs, minimum, strict=True):
+        try:
+            a, b = pair
+        except (TypeError, ValueError):
+            return None
+        if not all(isinstance(v, int | numpy.integer) and not isinstance(v, bool) for v in (a, b)):
+            return None
+        if not (low <= a <= _INT_MAX // 4 and low <= b <= _INT_MAX // 4):
+            return None
+        out.append((int(a), int(b)))
+    return tuple(out)
+
+
+def _image_shape(shape: Any) -> tuple[int, int, int, int] | None:
+    """A 4-D image shape of positive ints (as Python ints), or None."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        return None
+    if len(dims) != 4 or not all(
+        isinstance(v, int | numpy.integer) and not isinstance(v, bool) and v >= 1 for v in dims
+    ):
+        return None
+    return tuple(int(v) for v in dims)  # type: ignore[return-value]
 
 
 def _alpha(activation: str, alpha: Any) -> float:
@@ -279,6 +315,176 @@ class CupyBackend(Backend):
             out_db[...] = db
             db = out_db
         return dz, db
+
+    # ------------------------------------------------------------------------------------
+    # Convolution and pooling (conv.cu). conv2d_forward/backward stay the base class's:
+    # im2col, the GEMMs through self.matmul (cuBLAS, on reshaped and transposed views of
+    # C-contiguous arrays: no copies), these epilogues and col2im.
+    # ------------------------------------------------------------------------------------
+    def _conv_geometry(
+        self, x_shape: Any, kernel: Any, stride: Any, padding: Any
+    ) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...], tuple[int, int]] | None:
+        """``(x_shape, (kernel, stride, padding), (oh, ow))`` when conv.cu can take them."""
+        shape = _image_shape(x_shape)
+        pairs = _pairs(kernel, stride, padding, minimum=(1, 1, 0))
+        if shape is None or pairs is None:
+            return None
+        n, c, h, w = shape
+        (kh, kw), (sh, sw), (ph, pw) = pairs
+        oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+        if oh < 1 or ow < 1:  # the reference says what is wrong
+            return None
+        if max((h + 2 * ph) * (w + 2 * pw), c * kh * kw, n * oh * ow) > _INT_MAX:
+            return None
+        return shape, pairs, (oh, ow)
+
+    def im2col(
+        self,
+        x: Array,
+        kernel: tuple[int, int],
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+    ) -> Array:
+        geometry = self._conv_geometry(getattr(x, "shape", ()), kernel, stride, padding)
+        if geometry is None or not self._fits(x):
+            return super().im2col(x, kernel, stride, padding)
+        (n, c, _, _), (k, s, p), (oh, ow) = geometry
+        cols = self.xp.empty((c * k[0] * k[1], n * oh * ow), dtype=x.dtype)
+        self._kernels.im2col(x, cols, k, s, p)
+        return cols
+
+    def col2im(
+        self,
+        cols: Array,
+        x_shape: tuple[int, int, int, int],
+        kernel: tuple[int, int],
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+    ) -> Array:
+        geometry = self._conv_geometry(x_shape, kernel, stride, padding)
+        if geometry is None or not self._fits(cols):
+            return super().col2im(cols, x_shape, kernel, stride, padding)
+        shape, (k, s, p), (oh, ow) = geometry
+        n, c = shape[:2]
+        if cols.shape != (c * k[0] * k[1], n * oh * ow):
+            return super().col2im(cols, x_shape, kernel, stride, padding)  # says what is wrong
+        dx = self.xp.empty(shape, dtype=cols.dtype)
+        self._kernels.col2im(cols, dx, k, s, p)
+        return dx
+
+    def _conv_activation_ok(self, activation: Any, alpha: Any, dtype: Any) -> bool:
+        # Softmax is not a convolution's: the reference raises for it.
+        return activation in CONV_ACTIVATIONS and self._activation_ok(activation, alpha, dtype)
+
+    def conv_bias_activation(
+        self, z: Array, b: Array, activation: str = "linear", alpha: float = 0.01
+    ) -> Array:
+        ok = (
+            self._fits(z, b)
+            and z.ndim == 4
+            and b.shape in ((z.shape[0],), (1, z.shape[0]))
+            and z.shape[2] * z.shape[3] <= _INT_MAX
+            and z.shape[0] <= _INT_MAX
+            and self._conv_activation_ok(activation, alpha, z.dtype)
+        )
+        if not ok:
+            return super().conv_bias_activation(z, b, activation, alpha)
+        c, n, oh, ow = z.shape
+        y = self.xp.empty((n, c, oh, ow), dtype=z.dtype)
+        self._kernels.conv_bias_activation(z, b, y, activation, _alpha(activation, alpha))
+        return y
+
+    def conv_activation_bias_backward(
+        self, dy: Array, y: Array, activation: str = "linear", alpha: float = 0.01
+    ) -> tuple[Array, Array]:
+        ok = (
+            self._fits(dy, y)
+            and dy.ndim == 4
+            and dy.shape == y.shape
+            and dy.shape[2] * dy.shape[3] <= _INT_MAX
+            and dy.shape[1] <= _INT_MAX
+            and self._conv_activation_ok(activation, alpha, dy.dtype)
+        )
+        if not ok:
+            return super().conv_activation_bias_backward(dy, y, activation, alpha)
+        n, c, oh, ow = dy.shape
+        dz = self.xp.empty((c, n, oh, ow), dtype=dy.dtype)
+        db = self.xp.empty((1, c), dtype=dy.dtype)
+        self._kernels.conv_bias_grad(dy, y, dz, db, activation, _alpha(activation, alpha))
+        return dz, db
+
+    def _pool_geometry(
+        self, x_shape: Any, pool: Any, stride: Any
+    ) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...], tuple[int, int]] | None:
+        geometry = self._conv_geometry(x_shape, pool, stride, (0, 0))
+        if geometry is None:
+            return None
+        shape, (k, s, _), out = geometry
+        return shape, (k, s), out
+
+    def maxpool2d_forward(
+        self, x: Array, pool: tuple[int, int], stride: tuple[int, int]
+    ) -> tuple[Array, Array]:
+        geometry = self._pool_geometry(getattr(x, "shape", ()), pool, stride)
+        if geometry is None or not self._fits(x):
+            return super().maxpool2d_forward(x, pool, stride)
+        (n, c, _, _), (k, s), (oh, ow) = geometry
+        y = self.xp.empty((n, c, oh, ow), dtype=x.dtype)
+        argmax = self.xp.empty((n, c, oh, ow), dtype=numpy.int32)
+        self._kernels.maxpool_forward(x, y, argmax, k, s)
+        return y, argmax
+
+    def maxpool2d_backward(
+        self,
+        dy: Array,
+        argmax: Array,
+        x_shape: tuple[int, int, int, int],
+        pool: tuple[int, int],
+        stride: tuple[int, int],
+    ) -> Array:
+        geometry = self._pool_geometry(x_shape, pool, stride)
+        ok = (
+            geometry is not None
+            and self._fits(dy)
+            and dy.shape == (*geometry[0][:2], *geometry[2])
+            and self.is_array(argmax)
+            and argmax.dtype == numpy.int32
+            and argmax.shape == dy.shape
+            and argmax.flags.c_contiguous
+        )
+        if not ok:
+            return super().maxpool2d_backward(dy, argmax, x_shape, pool, stride)
+        shape, (k, s), _ = geometry  # type: ignore[misc]
+        dx = self.xp.empty(shape, dtype=dy.dtype)
+        self._kernels.maxpool_backward(dy, argmax, dx, k, s)
+        return dx
+
+    def avgpool2d_forward(self, x: Array, pool: tuple[int, int], stride: tuple[int, int]) -> Array:
+        geometry = self._pool_geometry(getattr(x, "shape", ()), pool, stride)
+        if geometry is None or not self._fits(x):
+            return super().avgpool2d_forward(x, pool, stride)
+        (n, c, _, _), (k, s), (oh, ow) = geometry
+        y = self.xp.empty((n, c, oh, ow), dtype=x.dtype)
+        self._kernels.avgpool_forward(x, y, k, s)
+        return y
+
+    def avgpool2d_backward(
+        self,
+        dy: Array,
+        x_shape: tuple[int, int, int, int],
+        pool: tuple[int, int],
+        stride: tuple[int, int],
+    ) -> Array:
+        geometry = self._pool_geometry(x_shape, pool, stride)
+        ok = (
+            geometry is not None and self._fits(dy) and dy.shape == (*geometry[0][:2], *geometry[2])
+        )
+        if not ok:
+            return super().avgpool2d_backward(dy, x_shape, pool, stride)
+        shape, (k, s), _ = geometry  # type: ignore[misc]
+        dx = self.xp.empty(shape, dtype=dy.dtype)
+        self._kernels.avgpool_backward(dy, dx, k, s)
+        return dx
 
     # ------------------------------------------------------------------------------------
     # Losses: per-row or per-chunk partial sums, then one fixed-order sum

@@ -35,6 +35,13 @@ from test_cuda_capture import (  # noqa: F401 (collected again, on the GPU)
     test_one_hot_targets_no_shuffle_activation_layers_and_batches_over_256,
     test_per_batch_callbacks_get_every_step_loss,
 )
+from test_cuda_conv_backend_fake import (  # noqa: F401 (collected again, on the GPU)
+    test_conv2d_forward_and_backward,
+    test_conv_bias_gradient_over_several_chunks,
+    test_conv_epilogues,
+    test_im2col_and_col2im,
+    test_pooling,
+)
 
 from nnback import get_backend
 from nnback.backends.base import Backend
