@@ -29,6 +29,10 @@ per output position and adds those at the end: each lane then sums in a fixed or
 loop vectorizes without fastmath (a single running sum would be one long dependency chain).
 The order differs from the reference's GEMM/pairwise sums, within the parity table.
 
+Inner loops index 1-D row views (``dst = y[s, co]``) with the loop variable itself: an
+index such as ``z[co, o + p]`` with a computed offset makes Numba check for negative
+(wrap-around) indices at every element, which measured 5-10x slower (no vectorization).
+
 Pooling sums (average pooling, and the backward passes where windows overlap) add in the
 reference's order, so pooling is bit-identical to it.
 """
@@ -122,31 +126,42 @@ def im2col(
     Writes ``cols[:, col0 : col0 + (s1 - s0) * oh * ow]`` of the (c * kh * kw, m) matrix:
     ``cols[(ci * kh + i) * kw + j, col0 + ((s - s0) * oh + p) * ow + q]`` is
     ``x[s, ci, p * sh + i - ph, q * sw + j - pw]``, or 0 in the padding.
+
+    The rows are short (``ow`` values), so the copy indexes the flat arrays with unsigned
+    offsets (no wrap-around check, no view per row).
     """
-    _, c, h, w = x.shape
+    n, c, h, w = x.shape
     oh = (h + 2 * ph - kh) // sh + 1
     ow = (w + 2 * pw - kw) // sw + 1
+    m = cols.shape[1]
     zero = x.dtype.type(0)
+    xf = x.reshape(n * c * h * w)
+    cf = cols.reshape(cols.shape[0] * m)
     for ci in range(c):
         for i in range(kh):
             for j in range(kw):
                 r = (ci * kh + i) * kw + j
                 lo, hi = _valid_q(j, sw, pw, w, ow)
                 for s in range(s0, s1):
-                    base = col0 + (s - s0) * oh * ow
+                    base = r * m + col0 + (s - s0) * oh * ow
                     for p in range(oh):
                         row = p * sh + i - ph
-                        o = base + p * ow
+                        o = np.uint64(base + p * ow)
                         if row < 0 or row >= h:
                             for q in range(ow):
-                                cols[r, o + q] = zero
+                                cf[o + np.uint64(q)] = zero
                         else:
+                            src = np.uint64(((s * c + ci) * h + row) * w + lo * sw + j - pw)
                             for q in range(lo):
-                                cols[r, o + q] = zero
-                            for q in range(lo, hi):
-                                cols[r, o + q] = x[s, ci, row, q * sw + j - pw]
+                                cf[o + np.uint64(q)] = zero
+                            if sw == 1:
+                                for q in range(hi - lo):
+                                    cf[o + np.uint64(lo + q)] = xf[src + np.uint64(q)]
+                            else:
+                                for q in range(hi - lo):
+                                    cf[o + np.uint64(lo + q)] = xf[src + np.uint64(q * sw)]
                             for q in range(hi, ow):
-                                cols[r, o + q] = zero
+                                cf[o + np.uint64(q)] = zero
 
 
 @kernel
@@ -169,27 +184,36 @@ def col2im(
     entries in the reference's order (window offsets (i, j) row-major, starting from 0), so
     the result is bit-identical.
     """
-    _, c, h, w = dx.shape
+    n, c, h, w = dx.shape
     oh = (h + 2 * ph - kh) // sh + 1
     ow = (w + 2 * pw - kw) // sw + 1
+    m = cols.shape[1]
     zero = dx.dtype.type(0)
+    cf = cols.reshape(cols.shape[0] * m)
+    xf = dx.reshape(n * c * h * w)
     for s in range(s0, s1):
         base = col0 + (s - s0) * oh * ow
         for ci in range(c):
-            for a in range(h):
-                for e in range(w):
-                    dx[s, ci, a, e] = zero
+            plane = dx[s, ci].reshape(h * w)
+            for a in range(h * w):
+                plane[a] = zero
             for i in range(kh):
                 for j in range(kw):
                     r = (ci * kh + i) * kw + j
                     lo, hi = _valid_q(j, sw, pw, w, ow)
+                    first = lo * sw + j - pw
                     for p in range(oh):
                         row = p * sh + i - ph
-                        if row < 0 or row >= h:
+                        if row < 0 or row >= h or hi <= lo:
                             continue
-                        o = base + p * ow
-                        for q in range(lo, hi):
-                            dx[s, ci, row, q * sw + j - pw] += cols[r, o + q]
+                        o = np.uint64(r * m + base + p * ow + lo)
+                        d = np.uint64(((s * c + ci) * h + row) * w + first)
+                        if sw == 1:
+                            for t in range(hi - lo):
+                                xf[d + np.uint64(t)] += cf[o + np.uint64(t)]
+                        else:
+                            for t in range(hi - lo):
+                                xf[d + np.uint64(t * sw)] += cf[o + np.uint64(t)]
 
 
 # ----------------------------------------------------------------------------------------
@@ -212,8 +236,10 @@ def epilogue_forward(
         o = col0 + (s - s0) * npos
         for co in range(c_out):
             bv = b[co]
+            src = z[co, o : o + npos]
+            dst = y[s, co]
             for p in range(npos):
-                y[s, co, p] = _act_forward(z[co, o + p] + bv, code, slope, zero)
+                dst[p] = _act_forward(src[p] + bv, code, slope, zero)
 
 
 @kernel
@@ -242,10 +268,14 @@ def epilogue_backward(
     for s in range(s0, s1):
         o = col0 + (s - s0) * npos
         for co in range(c_out):
+            g_row = dy[s, co]
+            y_row = y[s, co]
+            dst = dz[co, o : o + npos]
+            parts = db_parts[co]
             for p in range(npos):
-                g = _act_backward(dy[s, co, p], y[s, co, p], code, slope, zero, one)
-                dz[co, o + p] = g
-                db_parts[co, p] += g
+                g = _act_backward(g_row[p], y_row[p], code, slope, zero, one)
+                dst[p] = g
+                parts[p] += g
 
 
 # ----------------------------------------------------------------------------------------
@@ -281,12 +311,15 @@ def conv_direct_forward(x: Array, w: Array, b: Array, y: Array, code: int, alpha
                     for j in range(kw):
                         wv = w[co, ci, i, j]
                         off = i * wd + j
+                        src = xf[s, ci, off : off + span]
                         for t in range(span):
-                            acc[t] += wv * xf[s, ci, t + off]
+                            acc[t] += wv * src[t]
             bv = b[co]
             for p in range(oh):
+                row = acc[p * wd : p * wd + ow]
+                dst = y[s, co, p]
                 for q in range(ow):
-                    y[s, co, p, q] = _act_forward(acc[p * wd + q] + bv, code, slope, zero)
+                    dst[q] = _act_forward(row[q] + bv, code, slope, zero)
 
 
 @kernel
@@ -324,8 +357,11 @@ def conv_direct_backward(
             acc_b[t] = zero
         for s in range(n):
             for p in range(oh):
+                g_out = g[p * wd : p * wd + ow]
+                dy_row = dy[s, co, p]
+                y_row = y[s, co, p]
                 for q in range(ow):
-                    g[p * wd + q] = _act_backward(dy[s, co, p, q], y[s, co, p, q], code, slope, zero, one)
+                    g_out[q] = _act_backward(dy_row[q], y_row[q], code, slope, zero, one)
             for t in range(span):
                 acc_b[t] += g[t]
             for ci in range(c_in):
@@ -333,15 +369,18 @@ def conv_direct_backward(
                     for j in range(kw):
                         r = (ci * kh + i) * kw + j
                         off = i * wd + j
+                        src = xf[s, ci, off : off + span]
+                        a = acc[r]
                         for t in range(span):
-                            acc[r, t] += g[t] * xf[s, ci, t + off]
+                            a[t] += g[t] * src[t]
         for ci in range(c_in):
             for i in range(kh):
                 for j in range(kw):
                     r = (ci * kh + i) * kw + j
                     total = zero
+                    a = acc[r]
                     for t in range(span):
-                        total += acc[r, t]
+                        total += a[t]
                     dw[co, ci, i, j] = total
         total = zero
         for t in range(span):
@@ -352,6 +391,34 @@ def conv_direct_backward(
 # ----------------------------------------------------------------------------------------
 # Pooling
 # ----------------------------------------------------------------------------------------
+@kernel
+def _take(v, best):  # type: ignore[no-untyped-def]
+    """Whether ``v`` replaces ``best``: greater, or the first NaN (numpy.argmax's rule)."""
+    return (v > best) | ((v != v) & (best == best))
+
+
+@kernel
+def _max4_row(x0, x1, x2, x3, y_row, a_row):  # type: ignore[no-untyped-def]
+    """A row of 2x2 windows, their four values as strided views, kept in registers."""
+    for q in range(y_row.shape[0]):
+        best = x0[q]
+        k = 0
+        v = x1[q]
+        t = _take(v, best)
+        best = v if t else best
+        k = 1 if t else k
+        v = x2[q]
+        t = _take(v, best)
+        best = v if t else best
+        k = 2 if t else k
+        v = x3[q]
+        t = _take(v, best)
+        best = v if t else best
+        k = 3 if t else k
+        y_row[q] = best
+        a_row[q] = k
+
+
 @kernel
 def maxpool_forward(
     x: Array, ph: int, pw: int, sh: int, sw: int, y: Array, argmax: Array
@@ -369,20 +436,27 @@ def maxpool_forward(
         for ci in range(c):
             for p in range(oh):
                 r0 = p * sh
+                y_row = y[s, ci, p]
+                a_row = argmax[s, ci, p]
+                src = x[s, ci, r0, ::sw]
+                if ph == 2 and pw == 2:
+                    _max4_row(src, x[s, ci, r0, 1::sw], x[s, ci, r0 + 1, ::sw], x[s, ci, r0 + 1, 1::sw], y_row, a_row)
+                    continue
                 for q in range(ow):
-                    y[s, ci, p, q] = x[s, ci, r0, q * sw]
-                    argmax[s, ci, p, q] = 0
+                    y_row[q] = src[q]
+                    a_row[q] = 0
                 for i in range(ph):
                     for j in range(pw):
                         k = i * pw + j
                         if k == 0:
                             continue
+                        src = x[s, ci, r0 + i, j::sw]
                         for q in range(ow):
-                            v = x[s, ci, r0 + i, q * sw + j]
-                            best = y[s, ci, p, q]
+                            v = src[q]
+                            best = y_row[q]
                             take = (v > best) | ((v != v) & (best == best))
-                            y[s, ci, p, q] = v if take else best
-                            argmax[s, ci, p, q] = k if take else argmax[s, ci, p, q]
+                            y_row[q] = v if take else best
+                            a_row[q] = k if take else a_row[q]
 
 
 @kernel
@@ -401,18 +475,19 @@ def maxpool_backward(
     zero = dx.dtype.type(0)
     for s in range(n):
         for ci in range(c):
-            for a in range(h):
-                for e in range(w):
-                    dx[s, ci, a, e] = zero
+            plane = dx[s, ci].reshape(h * w)
+            for a in range(h * w):
+                plane[a] = zero
             for i in range(ph):
                 for j in range(pw):
                     k = i * pw + j
                     for p in range(oh):
-                        row = p * sh + i
+                        dst = dx[s, ci, p * sh + i, j::sw]
+                        g_row = dy[s, ci, p]
+                        a_row = argmax[s, ci, p]
                         for q in range(ow):
-                            g = dy[s, ci, p, q]
-                            hit = g if argmax[s, ci, p, q] == k else g * zero
-                            dx[s, ci, row, q * sw + j] += hit
+                            g = g_row[q]
+                            dst[q] += g if a_row[q] == k else g * zero
 
 
 @kernel
@@ -427,16 +502,19 @@ def avgpool_forward(x: Array, ph: int, pw: int, sh: int, sw: int, y: Array) -> N
         for ci in range(c):
             for p in range(oh):
                 r0 = p * sh
+                y_row = y[s, ci, p]
+                src = x[s, ci, r0, ::sw]
                 for q in range(ow):
-                    y[s, ci, p, q] = x[s, ci, r0, q * sw]
+                    y_row[q] = src[q]
                 for i in range(ph):
                     for j in range(pw):
                         if i == 0 and j == 0:
                             continue
+                        src = x[s, ci, r0 + i, j::sw]
                         for q in range(ow):
-                            y[s, ci, p, q] += x[s, ci, r0 + i, q * sw + j]
+                            y_row[q] += src[q]
                 for q in range(ow):
-                    y[s, ci, p, q] = y[s, ci, p, q] / count
+                    y_row[q] = y_row[q] / count
 
 
 @kernel
@@ -450,12 +528,13 @@ def avgpool_backward(dy: Array, ph: int, pw: int, sh: int, sw: int, dx: Array) -
     count = dx.dtype.type(ph * pw)
     for s in range(n):
         for ci in range(c):
-            for a in range(h):
-                for e in range(w):
-                    dx[s, ci, a, e] = zero
+            plane = dx[s, ci].reshape(h * w)
+            for a in range(h * w):
+                plane[a] = zero
             for i in range(ph):
                 for j in range(pw):
                     for p in range(oh):
-                        row = p * sh + i
+                        dst = dx[s, ci, p * sh + i, j::sw]
+                        g_row = dy[s, ci, p]
                         for q in range(ow):
-                            dx[s, ci, row, q * sw + j] += dy[s, ci, p, q] / count
+                            dst[q] += g_row[q] / count

@@ -392,10 +392,18 @@ class NumbaBackend(Backend):
     conv_direct_max_taps = 27
     # Bytes of im2col columns per batch chunk: a chunk's columns, GEMM output and epilogue
     # stay in the L2 cache between the kernels and the GEMMs that share them.
-    conv_chunk_bytes = 1 << 19
+    # Chunks of a few samples (cache-sized) measured faster on a quiet machine, but each
+    # chunk is one multi-threaded BLAS call, and on a loaded machine (2 cores shared with
+    # other processes) a small GEMM waits for both BLAS threads to be scheduled: 43
+    # chunks of 3 samples took 50-660 ms per conv2d_forward at batch 128 where one GEMM
+    # over the batch took 23-25 ms. So chunks are large (16 MiB of columns), and balanced.
+    conv_chunk_bytes = 1 << 24
 
     def _conv_chunk(self, n: int, bytes_per_sample: int) -> int:
-        return max(1, min(n, self.conv_chunk_bytes // max(bytes_per_sample, 1)))
+        """Samples per chunk: at most conv_chunk_bytes of columns, chunks of equal size."""
+        per_chunk = max(1, min(n, self.conv_chunk_bytes // max(bytes_per_sample, 1)))
+        chunks = -(-n // per_chunk)
+        return -(-n // chunks)
 
     def im2col(
         self,
@@ -522,18 +530,23 @@ class NumbaBackend(Backend):
         if self._direct(w, (sh, sw)):
             conv.conv_direct_forward(_padded(x, ph, pw), w, bias, y, code, float(alpha))
         else:
+            # Chunk by chunk: im2col of a few samples into a cache-sized workspace, the
+            # GEMM, the epilogue into y. The columns are not kept (None: the backward pass
+            # makes them again, chunk by chunk, which measured faster than writing and
+            # reading back the whole matrix, c_in * kh * kw times the size of x).
             taps, npos = c_in * kh * kw, oh * ow
-            cols = numpy.empty((taps, n * npos), dtype=dtype)
             w2 = w.reshape(c_out, taps)
             y3 = y.reshape(n, c_out, npos)
             chunk = self._conv_chunk(n, taps * npos * dtype.itemsize)
-            work = numpy.empty(c_out * chunk * npos, dtype=dtype)
+            cols_work = numpy.empty(taps * chunk * npos, dtype=dtype)
+            z_work = numpy.empty(c_out * chunk * npos, dtype=dtype)
             for s0 in range(0, n, chunk):
                 s1 = min(n, s0 + chunk)
                 m = (s1 - s0) * npos
-                z = work[: c_out * m].reshape(c_out, m)
-                conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, cols, s0 * npos)
-                numpy.matmul(w2, cols[:, s0 * npos : s1 * npos], out=z)
+                part = cols_work[: taps * m].reshape(taps, m)
+                z = z_work[: c_out * m].reshape(c_out, m)
+                conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, part, 0)
+                numpy.matmul(w2, part, out=z)
                 conv.epilogue_forward(z, 0, bias, y3, s0, s1, code, float(alpha))
         self._conv_activation_rest(y, activation)
         return y, cols
@@ -569,19 +582,13 @@ class NumbaBackend(Backend):
             db = numpy.empty((1, c_out), dtype=dtype)
             conv.conv_direct_backward(dy, y, _padded(x, ph, pw), dw, db.reshape(c_out), code, float(alpha))
             return None, dw, db
+        # ``cols`` is not read: the columns are made again chunk by chunk (see forward).
         taps, npos = c_in * kh * kw, oh * ow
-        if not (
-            type(cols) is numpy.ndarray
-            and cols.shape == (taps, n * npos)
-            and cols.dtype == dtype
-            and cols.flags.c_contiguous
-        ):
-            cols = None
         w2 = w.reshape(c_out, taps)
         dy3, y3 = dy.reshape(n, c_out, npos), y.reshape(n, c_out, npos)
         chunk = self._conv_chunk(n, taps * npos * dtype.itemsize)
         dz_work = numpy.empty(c_out * chunk * npos, dtype=dtype)
-        cols_work = numpy.empty(taps * chunk * npos, dtype=dtype) if cols is None else None
+        cols_work = numpy.empty(taps * chunk * npos, dtype=dtype)
         dcols_work = numpy.empty(taps * chunk * npos, dtype=dtype) if need_dx else None
         dx = numpy.empty(x.shape, dtype=dtype) if need_dx else None
         db_parts = numpy.zeros((c_out, npos), dtype=dtype)
@@ -592,11 +599,8 @@ class NumbaBackend(Backend):
             m = (s1 - s0) * npos
             dz = dz_work[: c_out * m].reshape(c_out, m)
             conv.epilogue_backward(dy3, y3, s0, s1, dz, 0, db_parts, code, float(alpha))
-            if cols is None:
-                part = cols_work[: taps * m].reshape(taps, m)
-                conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, part, 0)
-            else:
-                part = cols[:, s0 * npos : s1 * npos]
+            part = cols_work[: taps * m].reshape(taps, m)
+            conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, part, 0)
             if s0 == 0:
                 numpy.matmul(dz, part.T, out=dw)
             else:
