@@ -398,25 +398,30 @@ def _take(v, best):  # type: ignore[no-untyped-def]
 
 
 @kernel
-def _max4_row(x0, x1, x2, x3, y_row, a_row):  # type: ignore[no-untyped-def]
-    """A row of 2x2 windows, their four values as strided views, kept in registers."""
-    for q in range(y_row.shape[0]):
-        best = x0[q]
-        k = 0
-        v = x1[q]
-        t = _take(v, best)
-        best = v if t else best
-        k = 1 if t else k
-        v = x2[q]
-        t = _take(v, best)
-        best = v if t else best
-        k = 2 if t else k
-        v = x3[q]
-        t = _take(v, best)
-        best = v if t else best
-        k = 3 if t else k
-        y_row[q] = best
-        a_row[q] = k
+def _max4_plane(xf, yf, af, xb, yb, w, oh, ow, sh, sw):  # type: ignore[no-untyped-def]
+    """One plane of 2x2 windows on the flat arrays (unsigned offsets: the loads vectorize
+    as interleaved groups), the four candidates kept in registers."""
+    for p in range(oh):
+        r0 = xb + p * sh * w
+        o = np.uint64(yb + p * ow)
+        for q in range(ow):
+            i = np.uint64(r0 + q * sw)
+            best = xf[i]
+            k = 0
+            v = xf[i + np.uint64(1)]
+            t = _take(v, best)
+            best = v if t else best
+            k = 1 if t else k
+            v = xf[i + np.uint64(w)]
+            t = _take(v, best)
+            best = v if t else best
+            k = 2 if t else k
+            v = xf[i + np.uint64(w + 1)]
+            t = _take(v, best)
+            best = v if t else best
+            k = 3 if t else k
+            yf[o + np.uint64(q)] = best
+            af[o + np.uint64(q)] = k
 
 
 @kernel
@@ -429,9 +434,16 @@ def maxpool_forward(
     best so far (so the first maximum wins ties) or when it is the first NaN (numpy.argmax
     treats NaN as the maximum). Vectorized across an output row.
     """
-    n, c, _, _ = x.shape
+    n, c, h, w = x.shape
     oh = y.shape[2]
     ow = y.shape[3]
+    if ph == 2 and pw == 2:
+        xf = x.reshape(n * c * h * w)
+        yf = y.reshape(n * c * oh * ow)
+        af = argmax.reshape(n * c * oh * ow)
+        for plane in range(n * c):
+            _max4_plane(xf, yf, af, plane * h * w, plane * oh * ow, w, oh, ow, sh, sw)
+        return
     for s in range(n):
         for ci in range(c):
             for p in range(oh):
@@ -439,9 +451,6 @@ def maxpool_forward(
                 y_row = y[s, ci, p]
                 a_row = argmax[s, ci, p]
                 src = x[s, ci, r0, ::sw]
-                if ph == 2 and pw == 2:
-                    _max4_row(src, x[s, ci, r0, 1::sw], x[s, ci, r0 + 1, ::sw], x[s, ci, r0 + 1, 1::sw], y_row, a_row)
-                    continue
                 for q in range(ow):
                     y_row[q] = src[q]
                     a_row[q] = 0
@@ -473,21 +482,23 @@ def maxpool_backward(
     oh = dy.shape[2]
     ow = dy.shape[3]
     zero = dx.dtype.type(0)
+    xf = dx.reshape(n * c * h * w)
     for s in range(n):
         for ci in range(c):
             plane = dx[s, ci].reshape(h * w)
             for a in range(h * w):
                 plane[a] = zero
+            xb = (s * c + ci) * h * w
             for i in range(ph):
                 for j in range(pw):
                     k = i * pw + j
                     for p in range(oh):
-                        dst = dx[s, ci, p * sh + i, j::sw]
+                        d = xb + (p * sh + i) * w + j
                         g_row = dy[s, ci, p]
                         a_row = argmax[s, ci, p]
                         for q in range(ow):
                             g = g_row[q]
-                            dst[q] += g if a_row[q] == k else g * zero
+                            xf[np.uint64(d + q * sw)] += g if a_row[q] == k else g * zero
 
 
 @kernel
