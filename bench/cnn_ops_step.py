@@ -42,7 +42,10 @@ def run_nnback(backend_name: str, n: int, profile: bool) -> dict:
 
     from nnback import get_backend
 
-    be = get_backend(backend_name)
+    name, _, chunk_bytes = backend_name.partition(":")
+    be = get_backend(name)
+    if chunk_bytes:  # "numba:4194304" tries another conv_chunk_bytes
+        be.conv_chunk_bytes = int(chunk_bytes)
     rng = numpy.random.default_rng(1)
     f32 = numpy.float32
 
