@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy
 
-from ..kernels.cpu import activations, dense, dropout, losses, metrics, optimizers, runtime
+from ..kernels.cpu import activations, conv, dense, dropout, losses, metrics, optimizers, runtime
 from ..kernels.cpu.support import (
     TINY,
     bias_row,
@@ -33,6 +33,7 @@ from ..kernels.cpu.support import (
     writable,
 )
 from .base import EPSILON_CLIP, Array, Backend, adam_scalars
+from .conv_ops import conv_output_size
 
 
 class NumbaBackend(Backend):
@@ -381,3 +382,351 @@ class NumbaBackend(Backend):
             float(l2),
             TINY[param.dtype],
         )
+
+    # ------------------------------------------------------------------------------------
+    # Convolution and pooling
+    # ------------------------------------------------------------------------------------
+    # A convolution whose c_in * kh * kw is at most this (and stride 1) runs as a direct
+    # convolution (conv.conv_direct_*): with so few taps the GEMM's inner dimension is too
+    # short for BLAS, and im2col writes kh * kw copies of the input for it.
+    conv_direct_max_taps = 27
+    # Bytes of im2col columns per batch chunk: a chunk's columns, GEMM output and epilogue
+    # stay in the L2 cache between the kernels and the GEMMs that share them.
+    # Chunks of a few samples (cache-sized) measured faster on a quiet machine, but each
+    # chunk is one multi-threaded BLAS call, and on a loaded machine (2 cores shared with
+    # other processes) a small GEMM waits for both BLAS threads to be scheduled: 43
+    # chunks of 3 samples took 50-660 ms per conv2d_forward at batch 128 where one GEMM
+    # over the batch took 23-25 ms. So chunks are large (16 MiB of columns), and balanced.
+    conv_chunk_bytes = 1 << 24
+
+    def _conv_chunk(self, n: int, bytes_per_sample: int) -> int:
+        """Samples per chunk: at most conv_chunk_bytes of columns, chunks of equal size."""
+        per_chunk = max(1, min(n, self.conv_chunk_bytes // max(bytes_per_sample, 1)))
+        chunks = -(-n // per_chunk)
+        return -(-n // chunks)
+
+    def im2col(
+        self,
+        x: Array,
+        kernel: tuple[int, int],
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+    ) -> Array:
+        geometry = _conv_geometry(x, kernel, stride, padding)
+        if float_dtype(x) is None or geometry is None:
+            return super().im2col(x, kernel, stride, padding)
+        (kh, kw), (sh, sw), (ph, pw), (oh, ow) = geometry
+        n, c = x.shape[0], x.shape[1]
+        cols = numpy.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+        conv.im2col(x, kh, kw, sh, sw, ph, pw, 0, n, cols, 0)
+        return cols
+
+    def col2im(
+        self,
+        cols: Array,
+        x_shape: tuple[int, int, int, int],
+        kernel: tuple[int, int],
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+    ) -> Array:
+        shape = _int_tuple(x_shape, 4, 1)
+        geometry = None if shape is None else _conv_geometry(shape, kernel, stride, padding)
+        if float_dtype(cols) is None or geometry is None:
+            return super().col2im(cols, x_shape, kernel, stride, padding)
+        (kh, kw), (sh, sw), (ph, pw), (oh, ow) = geometry
+        n, c = shape[0], shape[1]
+        if cols.shape != (c * kh * kw, n * oh * ow):
+            return super().col2im(cols, x_shape, kernel, stride, padding)
+        dx = numpy.empty(shape, dtype=cols.dtype)
+        conv.col2im(cols, 0, kh, kw, sh, sw, ph, pw, 0, n, dx)
+        return dx
+
+    def conv_bias_activation(
+        self, z: Array, b: Array, activation: str = "linear", alpha: float = 0.01
+    ) -> Array:
+        dtype = float_dtype(z)
+        code = conv.ACTIVATION_CODES.get(activation)
+        ok = dtype is not None and code is not None and z.ndim == 4 and is_real(alpha)
+        bias = bias_row(b, dtype, z.shape[0]) if ok else None
+        if bias is None:
+            return super().conv_bias_activation(z, b, activation, alpha)
+        c_out, n, oh, ow = z.shape
+        y = numpy.empty((n, c_out, oh, ow), dtype=dtype)
+        conv.epilogue_forward(
+            z.reshape(c_out, n * oh * ow), 0, bias, y.reshape(n, c_out, oh * ow), 0, n,
+            _fused_code(code), float(alpha),
+        )
+        self._conv_activation_rest(y, activation)
+        return y
+
+    def conv_activation_bias_backward(
+        self, dy: Array, y: Array, activation: str = "linear", alpha: float = 0.01
+    ) -> tuple[Array, Array]:
+        code = conv.ACTIVATION_CODES.get(activation)
+        if (
+            code is None
+            or float_dtype(dy, y) is None
+            or dy.ndim != 4
+            or dy.shape != y.shape
+            or not is_real(alpha)
+        ):
+            return super().conv_activation_bias_backward(dy, y, activation, alpha)
+        n, c_out, oh, ow = dy.shape
+        dz = numpy.empty((c_out, n, oh, ow), dtype=dy.dtype)
+        db_parts = numpy.zeros((c_out, oh * ow), dtype=dy.dtype)
+        conv.epilogue_backward(
+            dy.reshape(n, c_out, oh * ow), y.reshape(n, c_out, oh * ow), 0, n,
+            dz.reshape(c_out, n * oh * ow), 0, db_parts, code, float(alpha),
+        )
+        return dz, db_parts.sum(axis=1).reshape(1, c_out)
+
+    def _conv_activation_rest(self, y: Array, activation: str) -> None:
+        """sigmoid/tanh after a linear epilogue: the dense kernels' passes, in place."""
+        if _fused_code(conv.ACTIVATION_CODES[activation]) == 0 and activation != "linear":
+            n, c = y.shape[0], y.shape[1]
+            activations.FORWARD_KERNELS[activation](y.reshape(n * c, -1), None, None)
+
+    def _conv_checks(
+        self, x: Array, w: Array, stride: Any, padding: Any, activation: str, alpha: Any,
+        *others: Array,
+    ) -> tuple[Any, ...] | None:
+        """The geometry of a convolution the kernels can run, or None (the reference's)."""
+        if (
+            conv.ACTIVATION_CODES.get(activation) is None
+            or not is_real(alpha)
+            or float_dtype(x, w, *others) is None
+            or w.ndim != 4
+            or x.ndim != 4
+            or x.shape[1] != w.shape[1]
+            or min(w.shape) < 1
+        ):
+            return None
+        return _conv_geometry(x, w.shape[2:], stride, padding)
+
+    def _direct(self, w: Array, stride: tuple[int, int]) -> bool:
+        return stride == (1, 1) and w.shape[1] * w.shape[2] * w.shape[3] <= self.conv_direct_max_taps
+
+    def conv2d_forward(
+        self,
+        x: Array,
+        w: Array,
+        b: Array,
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+        activation: str = "linear",
+        alpha: float = 0.01,
+    ) -> tuple[Array, Array]:
+        geometry = self._conv_checks(x, w, stride, padding, activation, alpha)
+        bias = bias_row(b, x.dtype, w.shape[0]) if geometry is not None else None
+        if bias is None:
+            return super().conv2d_forward(x, w, b, stride, padding, activation, alpha)
+        (kh, kw), (sh, sw), (ph, pw), (oh, ow) = geometry
+        n, c_in = x.shape[0], x.shape[1]
+        c_out = w.shape[0]
+        dtype = x.dtype
+        code = _fused_code(conv.ACTIVATION_CODES[activation])
+        y = numpy.empty((n, c_out, oh, ow), dtype=dtype)
+        cols = None
+        if self._direct(w, (sh, sw)):
+            conv.conv_direct_forward(_padded(x, ph, pw), w, bias, y, code, float(alpha))
+        else:
+            # Chunk by chunk: im2col of a few samples into a cache-sized workspace, the
+            # GEMM, the epilogue into y. The columns are not kept (None: the backward pass
+            # makes them again, chunk by chunk, which measured faster than writing and
+            # reading back the whole matrix, c_in * kh * kw times the size of x).
+            taps, npos = c_in * kh * kw, oh * ow
+            w2 = w.reshape(c_out, taps)
+            y3 = y.reshape(n, c_out, npos)
+            chunk = self._conv_chunk(n, taps * npos * dtype.itemsize)
+            cols_work = numpy.empty(taps * chunk * npos, dtype=dtype)
+            z_work = numpy.empty(c_out * chunk * npos, dtype=dtype)
+            for s0 in range(0, n, chunk):
+                s1 = min(n, s0 + chunk)
+                m = (s1 - s0) * npos
+                part = cols_work[: taps * m].reshape(taps, m)
+                z = z_work[: c_out * m].reshape(c_out, m)
+                conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, part, 0)
+                numpy.matmul(w2, part, out=z)
+                conv.epilogue_forward(z, 0, bias, y3, s0, s1, code, float(alpha))
+        self._conv_activation_rest(y, activation)
+        return y, cols
+
+    def conv2d_backward(
+        self,
+        dy: Array,
+        x: Array,
+        w: Array,
+        y: Array,
+        cols: Array | None = None,
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+        activation: str = "linear",
+        alpha: float = 0.01,
+        need_dx: bool = True,
+    ) -> tuple[Array | None, Array, Array]:
+        geometry = self._conv_checks(x, w, stride, padding, activation, alpha, dy, y)
+        if geometry is not None:
+            (kh, kw), (sh, sw), (ph, pw), (oh, ow) = geometry
+            n, c_in = x.shape[0], x.shape[1]
+            c_out = w.shape[0]
+            if dy.shape != (n, c_out, oh, ow) or y.shape != dy.shape:
+                geometry = None
+        if geometry is None:
+            return super().conv2d_backward(
+                dy, x, w, y, cols, stride, padding, activation, alpha, need_dx
+            )
+        dtype = x.dtype
+        code = conv.ACTIVATION_CODES[activation]
+        if not need_dx and self._direct(w, (sh, sw)):
+            dw = numpy.empty(w.shape, dtype=dtype)
+            db = numpy.empty((1, c_out), dtype=dtype)
+            conv.conv_direct_backward(dy, y, _padded(x, ph, pw), dw, db.reshape(c_out), code, float(alpha))
+            return None, dw, db
+        # ``cols`` is not read: the columns are made again chunk by chunk (see forward).
+        taps, npos = c_in * kh * kw, oh * ow
+        w2 = w.reshape(c_out, taps)
+        dy3, y3 = dy.reshape(n, c_out, npos), y.reshape(n, c_out, npos)
+        chunk = self._conv_chunk(n, taps * npos * dtype.itemsize)
+        dz_work = numpy.empty(c_out * chunk * npos, dtype=dtype)
+        cols_work = numpy.empty(taps * chunk * npos, dtype=dtype)
+        dcols_work = numpy.empty(taps * chunk * npos, dtype=dtype) if need_dx else None
+        dx = numpy.empty(x.shape, dtype=dtype) if need_dx else None
+        db_parts = numpy.zeros((c_out, npos), dtype=dtype)
+        dw = numpy.empty((c_out, taps), dtype=dtype)
+        dw_part = numpy.empty((c_out, taps), dtype=dtype) if chunk < n else None
+        for s0 in range(0, n, chunk):
+            s1 = min(n, s0 + chunk)
+            m = (s1 - s0) * npos
+            dz = dz_work[: c_out * m].reshape(c_out, m)
+            conv.epilogue_backward(dy3, y3, s0, s1, dz, 0, db_parts, code, float(alpha))
+            part = cols_work[: taps * m].reshape(taps, m)
+            conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, part, 0)
+            if s0 == 0:
+                numpy.matmul(dz, part.T, out=dw)
+            else:
+                numpy.matmul(dz, part.T, out=dw_part)
+                dw += dw_part
+            if need_dx:
+                dcols = dcols_work[: taps * m].reshape(taps, m)
+                numpy.matmul(w2.T, dz, out=dcols)
+                conv.col2im(dcols, 0, kh, kw, sh, sw, ph, pw, s0, s1, dx)
+        db = db_parts.sum(axis=1).reshape(1, c_out)
+        return dx, dw.reshape(w.shape), db
+
+    def maxpool2d_forward(
+        self, x: Array, pool: tuple[int, int], stride: tuple[int, int]
+    ) -> tuple[Array, Array]:
+        geometry = _pool_geometry(x, pool, stride)
+        if float_dtype(x) is None or geometry is None:
+            return super().maxpool2d_forward(x, pool, stride)
+        (ph, pw), (sh, sw), (oh, ow) = geometry
+        n, c = x.shape[0], x.shape[1]
+        y = numpy.empty((n, c, oh, ow), dtype=x.dtype)
+        argmax = numpy.empty((n, c, oh, ow), dtype=numpy.int32)
+        conv.maxpool_forward(x, ph, pw, sh, sw, y, argmax)
+        return y, argmax
+
+    def maxpool2d_backward(
+        self,
+        dy: Array,
+        argmax: Array,
+        x_shape: tuple[int, int, int, int],
+        pool: tuple[int, int],
+        stride: tuple[int, int],
+    ) -> Array:
+        shape = _int_tuple(x_shape, 4, 1)
+        geometry = None if shape is None else _pool_geometry(shape, pool, stride)
+        if (
+            geometry is None
+            or float_dtype(dy) is None
+            or type(argmax) is not numpy.ndarray
+            or argmax.dtype != numpy.int32
+            or not argmax.flags.c_contiguous
+            or argmax.shape != dy.shape
+            or dy.shape != (*shape[:2], *geometry[2])
+        ):
+            return super().maxpool2d_backward(dy, argmax, x_shape, pool, stride)
+        (ph, pw), (sh, sw), _ = geometry
+        dx = numpy.empty(shape, dtype=dy.dtype)
+        conv.maxpool_backward(dy, argmax, ph, pw, sh, sw, dx)
+        return dx
+
+    def avgpool2d_forward(self, x: Array, pool: tuple[int, int], stride: tuple[int, int]) -> Array:
+        geometry = _pool_geometry(x, pool, stride)
+        if float_dtype(x) is None or geometry is None:
+            return super().avgpool2d_forward(x, pool, stride)
+        (ph, pw), (sh, sw), (oh, ow) = geometry
+        y = numpy.empty((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
+        conv.avgpool_forward(x, ph, pw, sh, sw, y)
+        return y
+
+    def avgpool2d_backward(
+        self,
+        dy: Array,
+        x_shape: tuple[int, int, int, int],
+        pool: tuple[int, int],
+        stride: tuple[int, int],
+    ) -> Array:
+        shape = _int_tuple(x_shape, 4, 1)
+        geometry = None if shape is None else _pool_geometry(shape, pool, stride)
+        if (
+            geometry is None
+            or float_dtype(dy) is None
+            or dy.shape != (*shape[:2], *geometry[2])
+        ):
+            return super().avgpool2d_backward(dy, x_shape, pool, stride)
+        (ph, pw), (sh, sw), _ = geometry
+        dx = numpy.empty(shape, dtype=dy.dtype)
+        conv.avgpool_backward(dy, ph, pw, sh, sw, dx)
+        return dx
+
+
+def _fused_code(code: int) -> int:
+    """The epilogue code for a forward pass: sigmoid/tanh (3, 4) run as linear first."""
+    return code if code <= 2 else 0
+
+
+def _int_tuple(values: Any, length: int, minimum: int) -> tuple[int, ...] | None:
+    """``values`` as a tuple of ``length`` Python ints >= ``minimum``, or None."""
+    try:
+        if len(values) != length:
+            return None
+        out = tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        return None
+    for v, o in zip(values, out):
+        if isinstance(v, bool) or not isinstance(v, (int, numpy.integer)) or o < minimum:
+            return None
+    return out
+
+
+def _conv_geometry(x: Any, kernel: Any, stride: Any, padding: Any) -> tuple[Any, ...] | None:
+    """((kh, kw), (sh, sw), (ph, pw), (oh, ow)) of a convolution over ``x`` (an array or a
+    shape), or None when a kernel cannot take it (the reference then runs or raises)."""
+    shape = x if isinstance(x, tuple) else x.shape
+    k = _int_tuple(kernel, 2, 1)
+    s = _int_tuple(stride, 2, 1)
+    p = _int_tuple(padding, 2, 0)
+    if k is None or s is None or p is None or len(shape) != 4 or min(shape) < 1:
+        return None
+    oh = conv_output_size(shape[2], k[0], s[0], p[0])
+    ow = conv_output_size(shape[3], k[1], s[1], p[1])
+    if oh < 1 or ow < 1:
+        return None
+    return k, s, p, (oh, ow)
+
+
+def _pool_geometry(x: Any, pool: Any, stride: Any) -> tuple[Any, ...] | None:
+    """((ph, pw), (sh, sw), (oh, ow)) of a pooling over ``x`` (an array or a shape)."""
+    geometry = _conv_geometry(x, pool, stride, (0, 0))
+    return None if geometry is None else (geometry[0], geometry[1], geometry[3])
+
+
+def _padded(x: Array, ph: int, pw: int) -> Array:
+    """``x`` with ``ph``/``pw`` zero rows/columns on both sides (``x`` itself without)."""
+    if not ph and not pw:
+        return x
+    n, c, h, w = x.shape
+    out = numpy.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    out[:, :, ph : ph + h, pw : pw + w] = x
+    return out

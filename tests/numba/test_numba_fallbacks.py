@@ -220,7 +220,60 @@ CASES: dict[str, tuple[str, Callable[[numpy.random.Generator], Args], tuple[int,
         (0, 2),
     ),
     "adam_update_inplace-strided": ("adam_update_inplace", lambda r: _adam(r, _strided), (0, 2, 3)),
+    # Convolution and pooling: NCHW batches of 2 images, 3 channels, 7x6 pixels.
+    "conv2d_forward-strided-x": (
+        "conv2d_forward",
+        lambda r: (
+            (_strided(_a(r, 2, 3, 7, 6)), _a(r, 4, 3, 3, 3), _a(r, 1, 4)),
+            {"stride": (1, 2), "padding": (1, 0), "activation": "relu"},
+        ),
+        (),
+    ),
+    "conv2d_backward-float64-dy": ("conv2d_backward", lambda r: _conv_backward(r, "f8"), ()),
+    "im2col-float16": (
+        "im2col",
+        lambda r: ((_a(r, 2, 3, 7, 6, dtype="f2"), (3, 2)), {"stride": (2, 1), "padding": (1, 1)}),
+        (),
+    ),
+    "col2im-strided-cols": (
+        "col2im",
+        lambda r: ((_strided(_a(r, 18, 2 * 5 * 7)), (2, 3, 7, 6), (3, 2)), {"padding": (0, 1)}),
+        (),
+    ),
+    "conv_bias_activation-transposed-z": (
+        "conv_bias_activation",
+        lambda r: ((_a(r, 2, 4, 5, 6).transpose(1, 0, 2, 3), _a(r, 1, 4), "leaky_relu"), {}),
+        (),
+    ),
+    "conv_activation_bias_backward-float64-y": (
+        "conv_activation_bias_backward",
+        lambda r: ((_a(r, 2, 4, 5, 6), numpy.abs(_a(r, 2, 4, 5, 6, dtype="f8")), "relu"), {}),
+        (),
+    ),
+    "maxpool2d_forward-strided": (
+        "maxpool2d_forward", lambda r: ((_strided(_a(r, 2, 3, 7, 6)), (2, 2), (2, 2)), {}), ()
+    ),
+    "maxpool2d_backward-int64-argmax": (
+        "maxpool2d_backward",
+        lambda r: ((_a(r, 2, 3, 3, 3), r.integers(0, 4, (2, 3, 3, 3)), (2, 3, 7, 6), (2, 2), (2, 2)), {}),
+        (),
+    ),
+    "avgpool2d_forward-float16": (
+        "avgpool2d_forward", lambda r: ((_a(r, 2, 3, 7, 6, dtype="f2"), (3, 2), (2, 2)), {}), ()
+    ),
+    "avgpool2d_backward-strided-dy": (
+        "avgpool2d_backward",
+        lambda r: ((_strided(_a(r, 2, 3, 3, 3)), (2, 3, 7, 6), (2, 2), (2, 2)), {}),
+        (),
+    ),
 }
+
+
+def _conv_backward(rng: numpy.random.Generator, dy_dtype: Any) -> Args:
+    x, w = _a(rng, 2, 3, 7, 6), _a(rng, 4, 3, 3, 3)
+    y = numpy.abs(_a(rng, 2, 4, 5, 4))
+    dy = _a(rng, 2, 4, 5, 4, dtype=dy_dtype)
+    return (dy, x, w, y), {"activation": "relu"}
 
 
 def _run(backend: Any, op: str, build: Callable[[numpy.random.Generator], Args]) -> tuple:
@@ -240,7 +293,7 @@ def test_every_override_has_a_fallback_case(overridden_ops: list[str]) -> None:
     covered = {op for op, _, _ in CASES.values()}
     missing = set(overridden_ops) - covered
     assert not missing, f"no fallback case for {sorted(missing)}"
-    assert len(overridden_ops) == 17
+    assert len(overridden_ops) == 27
 
 
 @pytest.mark.parametrize("case", CASES)

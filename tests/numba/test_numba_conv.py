@@ -1,0 +1,233 @@
+"""The numba backend's convolution and pooling kernels against the float64 reference.
+
+Every call here must take a kernel (the ``fallbacks`` spy stays empty). Geometries cover
+strides 1-3, paddings 0-2, odd sizes, 1x1 and non-square kernels and c_in = 1 (the direct
+convolution; stride 1 with few taps) as well as the im2col path, in a few small cases so
+that the JIT compile (once per kernel and dtype, then cached on disk) dominates the time.
+
+Tolerances: until the parity table has rows of its own for the convolution ops, the dense
+rows apply, on data within their assumptions (unit scale, weights scaled by
+1/sqrt(fan_in), reductions of at most 64 terms: c_in * kh * kw <= 36 in the forward pass,
+n * oh * ow <= 64 for dw/db here):
+
+* conv2d_forward is a dot product over c_in * kh * kw plus the bias, through the
+  activation: ``dense_forward``;
+* conv2d_backward sums dz * x over n * oh * ow for dw and db, and dz * w over
+  c_out * kh * kw per pixel for dx: ``dense_backward``;
+* the epilogues alone: ``bias_activation_inplace`` and ``activation_bias_backward``;
+* im2col moves values and col2im adds them in the reference's order, and pooling
+  compares, moves and adds in the reference's order: all are bit-identical (``EXACT``),
+  which is what the kernels promise.
+"""
+
+from __future__ import annotations
+
+import numpy
+import pytest
+
+pytest.importorskip("numba", reason="the numba backend needs numba: pip install 'nnback[numba]'")
+
+from nnback.backends.base import Backend
+from nnback.backends.conv_ops import CONV_ACTIVATIONS
+from nnback.testing import assert_close, random_array
+
+DTYPES = ["float32", "float64"]
+
+# (n, c_in, h, w), (c_out, kh, kw), stride, padding; n * oh * ow <= 64 in every case.
+GEOMETRIES = [
+    ((2, 1, 7, 6), (3, 3, 3), (1, 1), (0, 0)),  # c_in = 1: direct convolution
+    ((2, 1, 5, 5), (2, 3, 2), (1, 1), (1, 2)),  # direct, padded, non-square
+    ((2, 3, 7, 8), (4, 3, 3), (2, 2), (1, 1)),  # im2col, stride 2
+    ((1, 4, 9, 7), (3, 2, 3), (3, 1), (2, 0)),  # stride 3 x 1, padding 2 x 0
+    ((2, 5, 4, 5), (3, 1, 1), (1, 1), (0, 0)),  # 1x1
+    ((2, 4, 6, 5), (2, 3, 3), (1, 2), (0, 1)),  # im2col at stride 1 rows
+]
+IDS = [f"x{g[0]}-k{g[1]}-s{g[2]}-p{g[3]}" for g in GEOMETRIES]
+
+
+@pytest.fixture
+def rng() -> numpy.random.Generator:
+    return numpy.random.default_rng(20240915)
+
+
+def _pair(values: numpy.ndarray, dtype: str) -> tuple[numpy.ndarray, numpy.ndarray]:
+    rounded = values.astype(dtype)
+    return rounded, rounded.astype(numpy.float64)
+
+
+def _conv_inputs(rng: numpy.random.Generator, geometry: tuple, dtype: str) -> tuple:
+    x_shape, (c_out, kh, kw), _, _ = geometry
+    limit = numpy.sqrt(3.0 / (x_shape[1] * kh * kw))
+    x = _pair(random_array(rng, x_shape), dtype)
+    w = _pair(random_array(rng, (c_out, x_shape[1], kh, kw), -limit, limit), dtype)
+    b = _pair(random_array(rng, (1, c_out), -0.5, 0.5), dtype)
+    return x, w, b
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=IDS)
+@pytest.mark.parametrize("activation", ["relu", "linear", "leaky_relu"])
+def test_conv2d_forward_backward(
+    numba_backend: Backend,
+    reference: Backend,
+    fallbacks: list[str],
+    rng: numpy.random.Generator,
+    dtype: str,
+    geometry: tuple,
+    activation: str,
+) -> None:
+    (x, x64), (w, w64), (b, b64) = _conv_inputs(rng, geometry, dtype)
+    _, _, stride, padding = geometry
+    y, cols = numba_backend.conv2d_forward(x, w, b, stride, padding, activation, 0.1)
+    y64, _ = reference.conv2d_forward(x64, w64, b64, stride, padding, activation, 0.1)
+    assert y.dtype == x.dtype and y.flags.c_contiguous
+    assert_close("dense_forward", numba_backend, y, y64, dtype=dtype)
+    dy, dy64 = _pair(random_array(rng, y.shape), dtype)
+    y_in = y.astype(numpy.float64)  # the backend's own output, given to both
+    for need_dx in (True, False):
+        got = numba_backend.conv2d_backward(
+            dy, x, w, y, cols, stride, padding, activation, 0.1, need_dx
+        )
+        want = reference.conv2d_backward(
+            dy64, x64, w64, y_in, None, stride, padding, activation, 0.1, need_dx
+        )
+        assert (got[0] is None) == (not need_dx)
+        for label, g, e in zip(("dx", "dw", "db"), got, want, strict=True):
+            if e is not None:
+                assert g.shape == e.shape and g.dtype == x.dtype
+                assert_close("dense_backward", numba_backend, g, e, dtype=dtype, label=label)
+    assert fallbacks == []
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", CONV_ACTIVATIONS)
+def test_conv2d_every_activation(
+    numba_backend: Backend,
+    reference: Backend,
+    fallbacks: list[str],
+    rng: numpy.random.Generator,
+    dtype: str,
+    activation: str,
+) -> None:
+    # sigmoid and tanh run the epilogue as linear, then the dense kernels' passes.
+    for geometry in (GEOMETRIES[0], GEOMETRIES[2]):
+        (x, x64), (w, w64), (b, b64) = _conv_inputs(rng, geometry, dtype)
+        _, _, stride, padding = geometry
+        y, cols = numba_backend.conv2d_forward(x, w, b, stride, padding, activation)
+        y64, _ = reference.conv2d_forward(x64, w64, b64, stride, padding, activation)
+        assert_close("dense_forward", numba_backend, y, y64, dtype=dtype)
+        dy, dy64 = _pair(random_array(rng, y.shape), dtype)
+        y_in = y.astype(numpy.float64)
+        got = numba_backend.conv2d_backward(dy, x, w, y, cols, stride, padding, activation)
+        want = reference.conv2d_backward(dy64, x64, w64, y_in, None, stride, padding, activation)
+        for label, g, e in zip(("dx", "dw", "db"), got, want, strict=True):
+            assert_close("dense_backward", numba_backend, g, e, dtype=dtype, label=label)
+    assert fallbacks == []
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=IDS)
+def test_im2col_col2im_exact(
+    numba_backend: Backend,
+    reference: Backend,
+    fallbacks: list[str],
+    rng: numpy.random.Generator,
+    dtype: str,
+    geometry: tuple,
+) -> None:
+    (x, _), _, _ = _conv_inputs(rng, geometry, dtype)
+    _, (_, kh, kw), stride, padding = geometry
+    cols = numba_backend.im2col(x, (kh, kw), stride, padding)
+    numpy.testing.assert_array_equal(cols, reference.im2col(x, (kh, kw), stride, padding))
+    assert cols.dtype == x.dtype
+    grad = random_array(rng, cols.shape).astype(dtype)
+    dx = numba_backend.col2im(grad, x.shape, (kh, kw), stride, padding)
+    numpy.testing.assert_array_equal(dx, reference.col2im(grad, x.shape, (kh, kw), stride, padding))
+    assert dx.dtype == x.dtype
+    assert fallbacks == []
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", CONV_ACTIVATIONS)
+def test_epilogues(
+    numba_backend: Backend,
+    reference: Backend,
+    fallbacks: list[str],
+    rng: numpy.random.Generator,
+    dtype: str,
+    activation: str,
+) -> None:
+    z, z64 = _pair(random_array(rng, (3, 2, 5, 3), -3, 3, min_abs=0.01), dtype)
+    b, b64 = _pair(random_array(rng, (1, 3), -0.5, 0.5), dtype)
+    y = numba_backend.conv_bias_activation(z, b, activation, 0.1)
+    assert y.shape == (2, 3, 5, 3) and y.flags.c_contiguous
+    want = reference.conv_bias_activation(z64, b64, activation, 0.1)
+    assert_close("bias_activation_inplace", numba_backend, y, want, dtype=dtype)
+    dy, dy64 = _pair(random_array(rng, y.shape), dtype)
+    dz, db = numba_backend.conv_activation_bias_backward(dy, y, activation, 0.1)
+    dz64, db64 = reference.conv_activation_bias_backward(dy64, y.astype("f8"), activation, 0.1)
+    assert dz.shape == (3, 2, 5, 3) and dz.flags.c_contiguous and db.shape == (1, 3)
+    assert_close("activation_bias_backward", numba_backend, dz, dz64, dtype=dtype, label="dz")
+    assert_close("activation_bias_backward", numba_backend, db, db64, dtype=dtype, label="db")
+    assert fallbacks == []
+
+
+POOLS = [((2, 2), (2, 2)), ((3, 2), (1, 2)), ((2, 3), (3, 1)), ((1, 1), (1, 1)), ((3, 3), (2, 2))]
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in multiply:RuntimeWarning")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pool,stride", POOLS, ids=str)
+def test_pooling_exact(
+    numba_backend: Backend,
+    reference: Backend,
+    fallbacks: list[str],
+    rng: numpy.random.Generator,
+    dtype: str,
+    pool: tuple,
+    stride: tuple,
+) -> None:
+    x = random_array(rng, (2, 3, 7, 9)).astype(dtype)
+    x[0, 0, 0, :3] = 0.5  # ties: the first maximum wins
+    x[1, 2, 1:3, 2:4] = -0.0
+    x[1, 1, 2, 3] = numpy.nan  # a NaN is the maximum of its windows
+    x[0, 2, 4, 4] = numpy.inf
+    y, argmax = numba_backend.maxpool2d_forward(x, pool, stride)
+    y_ref, argmax_ref = reference.maxpool2d_forward(x, pool, stride)
+    assert argmax.dtype == numpy.int32
+    numpy.testing.assert_array_equal(argmax, argmax_ref)
+    numpy.testing.assert_array_equal(y, y_ref)
+    dy = random_array(rng, y.shape).astype(dtype)
+    dy[0, 1, 0, 0] = numpy.inf  # dy * 0 is NaN in the reference's other window cells
+    got = numba_backend.maxpool2d_backward(dy, argmax, x.shape, pool, stride)
+    numpy.testing.assert_array_equal(
+        got, reference.maxpool2d_backward(dy, argmax, x.shape, pool, stride)
+    )
+    assert got.dtype == x.dtype
+    avg = numba_backend.avgpool2d_forward(x, pool, stride)
+    numpy.testing.assert_array_equal(avg, reference.avgpool2d_forward(x, pool, stride))
+    assert avg.dtype == x.dtype
+    got = numba_backend.avgpool2d_backward(dy, x.shape, pool, stride)
+    numpy.testing.assert_array_equal(got, reference.avgpool2d_backward(dy, x.shape, pool, stride))
+    assert fallbacks == []
+
+
+def test_batch_chunks_agree(
+    numba_backend: Backend, fallbacks: list[str], rng: numpy.random.Generator
+) -> None:
+    # Chunks of one sample (and an uneven split) give the whole-batch result: the GEMMs
+    # and kernels see the same sums per output, only the batch is cut differently.
+    geometry = ((5, 3, 6, 6), (4, 3, 3), (1, 1), (1, 1))
+    (x, _), (w, _), (b, _) = _conv_inputs(rng, geometry, "float64")
+    dy = random_array(rng, (5, 4, 6, 6))
+    whole_y, _ = numba_backend.conv2d_forward(x, w, b, (1, 1), (1, 1), "relu")
+    whole = numba_backend.conv2d_backward(dy, x, w, whole_y, None, (1, 1), (1, 1), "relu")
+    for chunk_bytes in (1, 2 * 27 * 36 * 8):
+        numba_backend.conv_chunk_bytes = chunk_bytes
+        y, _ = numba_backend.conv2d_forward(x, w, b, (1, 1), (1, 1), "relu")
+        numpy.testing.assert_array_equal(y, whole_y)
+        got = numba_backend.conv2d_backward(dy, x, w, y, None, (1, 1), (1, 1), "relu")
+        numpy.testing.assert_array_equal(got[0], whole[0])  # dx: per-sample sums
+        for g, e in zip(got[1:], whole[1:], strict=True):  # dw, db: summed over chunks
+            numpy.testing.assert_allclose(g, e, rtol=1e-13, atol=1e-13)
+    assert fallbacks == []
