@@ -2,8 +2,13 @@
 
 The book's program with only its imports changed, plus one line: the chapter's final
 listing changes its ``Layer_Dense`` to draw weights with 0.1 instead of 0.01, which is
-``Layer_Dense.weight_scale = 0.1`` here (``--first-attempt`` keeps 0.01 and shows the
-book's earlier, failing fit). ``--plot DIR`` writes the fitted curve.
+``Layer_Dense.weight_scale = 0.1`` here (``--first-attempt`` keeps 0.01). ``--plot DIR``
+writes the fitted curve.
+
+On the numpy backend (book mode, seed 0) it prints the book's own lines: accuracy 0.981,
+loss 0.000 after 10,000 epochs. The book prints those lines under the 0.01 weights of
+its lr=0.005 listing, but they come from the 0.1 weights; with 0.01 (``--first-attempt``)
+the book's code ends at 0.970.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from nnback.compat.nnfs import (
     sine_data,
 )
 
-# The book shows the fitted curve for this chapter; its accuracy line is not checked here.
-TEXT_RESULT = "close fit, loss 0.000 *"
+# The book's last printed line for Adam(learning_rate=0.005, decay=1e-3), 0.1 weights.
+TEXT_RESULT = "acc 0.981, loss 0.000 *"
 
 
 def main() -> None:
@@ -93,11 +98,11 @@ def main() -> None:
         plot.plot_regression(to_host(X), to_host(y), to_host(activation3.output), path)
         print(f"wrote {path}")
     report(
-        [(f"after {epochs} epochs", TEXT_RESULT, f"acc {accuracy:.3f}, mse {data_loss:.2e}")],
+        [(f"after {epochs} epochs", TEXT_RESULT, f"acc {accuracy:.3f}, loss {loss:.3f}")],
         "sine_data(1000)",
         backend,
     )
-    print("  * the book's curve plot; its printed accuracy is not checked here")
+    print("  * the book's printout (with 0.1 weights; --first-attempt: 0.970 in the book's code)")
 
 
 if __name__ == "__main__":

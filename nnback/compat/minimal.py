@@ -21,6 +21,13 @@ per-sample step, so the results match it; a larger ``batch_size`` takes one step
 minibatch on the mean of its per-sample gradients (as ``mse_prime`` divides by the number
 of values). Known activation and loss functions (those of this module) run as fused
 backend ops; other Python functions are called on the backend arrays as they are.
+
+Reproducibility: the tutorial draws its weights from NumPy's global state and sets no
+seed, so nobody can repeat its printed figures. Here :func:`set_seed` fixes the weights:
+by default from nnback's generator (the same weights on every backend), or with
+``set_seed(seed, global_state=True)`` from NumPy's global state exactly as the tutorial
+draws them, so that the tutorial's program run after ``np.random.seed(seed)`` and this
+module's program give equal numbers on the numpy backend with ``batch_size=1``.
 """
 
 from __future__ import annotations
@@ -56,12 +63,26 @@ __all__ = [
 
 Array = Any
 
-_STATE: dict[str, Any] = {"rng": numpy.random.default_rng(0)}
+_STATE: dict[str, Any] = {"rng": numpy.random.default_rng(0), "global_state": False}
 
 
-def set_seed(seed: int | None) -> None:
-    """Seed the generator that draws the initial weights of new :class:`FCLayer` objects."""
+def set_seed(seed: int | None, *, global_state: bool = False) -> None:
+    """Seed the random numbers behind the initial weights of new :class:`FCLayer` objects.
+
+    By default they come from a ``numpy.random.Generator`` seeded here: the same seed
+    gives the same weights on every backend. With ``global_state=True`` they come, as in
+    the tutorial's code, from NumPy's global legacy ``RandomState`` (``np.random.rand``,
+    the weights then the bias of each layer), seeded here with ``numpy.random.seed``
+    unless ``seed`` is None: a tutorial program that calls ``np.random.seed(seed)`` first
+    and this module's program after ``set_seed(seed, global_state=True)`` start from the
+    same weights, and on the numpy backend with ``batch_size=1`` train to the same
+    numbers. The tutorial itself sets no seed, so its printed figures come from draws
+    nobody can repeat.
+    """
     _STATE["rng"] = numpy.random.default_rng(seed)
+    _STATE["global_state"] = bool(global_state)
+    if global_state and seed is not None:
+        numpy.random.seed(seed)  # noqa: NPY002 (the tutorial's global state, on purpose)
 
 
 # --------------------------------------------------------------------------------------
@@ -141,9 +162,12 @@ class Layer:
 
 
 class _CenteredUniform(Initializer):
-    """Uniform on ``[-0.5, 0.5)``: the original's ``np.random.rand(...) - 0.5``."""
+    """Uniform on ``[-0.5, 0.5)``: the original's ``np.random.rand(...) - 0.5`` (from the
+    global state after ``set_seed(..., global_state=True)``)."""
 
     def sample(self, shape: tuple[int, int], rng: numpy.random.Generator) -> numpy.ndarray:
+        if _STATE["global_state"]:
+            return numpy.random.rand(*shape) - 0.5  # noqa: NPY002
         return rng.random(shape) - 0.5
 
 

@@ -14,17 +14,41 @@ convention, ``forward`` / ``backward`` calls, ``Loss.calculate`` and
 ``Loss.regularization_loss(layer)``, and the optimizers' ``pre_update_params`` /
 ``update_params(layer)`` / ``post_update_params`` protocol.
 
-Every class is a thin subclass or wrapper of nnback's own layer, activation, loss or
-optimizer, so the arithmetic is the selected backend's (``NNBACK_BACKEND=numba``).
-Differences from the book, all deliberate:
+**Book mode** (the default; ``init(book=False)`` leaves it) reproduces the book's numbers.
+:func:`init` seeds NumPy's global legacy ``RandomState`` as the ``nnfs`` package's
+``init()`` does, and every random number comes from it in the book's order: the data sets
+(equal to the ``nnfs`` package's, dtypes included), the initial weights (``0.01 * randn``
+with both factors in float32) and the dropout masks (``binomial(1, keep, shape) / keep``,
+drawn at every training call). On the numpy backend the classes also compute with the
+book's own expressions (:mod:`nnback.compat.nnfs_book`: every matrix product in float64
+rounded to float32, as the ``nnfs`` package's ``np.dot`` does; the book's optimizer
+formulas, with their state on the layer), so the chapter 16 and 17 programs print the
+lines the book's code prints on the same machine (chapter 17: the lines the book
+prints). The optimizers decay the learning rate with the book's formula, a Python float
+(``lr: 0.00045458678061641964``).
 
-* Random numbers (initial weights, dropout masks, the data sets) come from one
-  ``numpy.random.Generator`` that :func:`init` seeds, not from NumPy's global state, so
-  the numbers differ from the book's while being the same on every backend.
-* Like the book, ``Layer_Dense.backward`` adds the L1/L2 penalty gradients to ``dweights``
-  and ``dbiases``; the L1 term uses ``sign(w)``, which is 0 (not the book's +1) at
-  exactly 0.
-* Probabilities are clipped to ``[1e-7, 1 - 1e-7]`` in the cross-entropy gradients too.
+NumPy itself is left alone: ``init`` does not replace ``np.dot`` and friends, since that
+would change every other NumPy user in the process (nnback's own ``Sequential``
+included). A program that computes with ``np.dot`` itself next to the compat classes
+passes ``init(patch_numpy=True)`` (or calls the real ``nnfs.init()``) to get the book's
+float32 ``np.dot``, ``np.zeros``, ``np.eye`` and ``np.random.randn``.
+
+On the numba and cupy backends book mode keeps the same random draws, data and learning
+rates but computes with nnback's fused float32 ops, so the printed figures drift from the
+book's over thousands of epochs (see the README for how many lines still match).
+
+**Generator mode** (``init(seed, book=False)``): random numbers come from one
+``numpy.random.Generator`` that :func:`init` seeds (NumPy's global state is untouched),
+and every backend, numpy included, runs nnback's own ops, so the numbers are the same on
+every backend but not the book's.
+
+Every class is a thin subclass or wrapper of nnback's own layer, activation, loss or
+optimizer. Outside book mode's numpy arithmetic, differences from the book, all
+deliberate:
+
+* The L1 term of ``Layer_Dense.backward`` uses ``sign(w)``, which is 0 (not the book's
+  +1) at exactly 0; probabilities are clipped to ``[1e-7, 1 - 1e-7]`` in the
+  cross-entropy gradients too.
 * Arrays such as ``.output`` live on the backend: NumPy arrays on ``numpy`` and ``numba``,
   CuPy arrays on a GPU. The data set functions return arrays of the selected backend too,
   so the data move to the device once and the book's lines such as
@@ -40,13 +64,21 @@ from typing import Any
 import numpy
 
 from .. import activations as _act
-from .. import losses as _losses
 from .. import optimizers as _opt
 from ..backends import Backend, get_backend
-from ..datasets import toy as _toy
 from ..initializers import Gaussian
 from ..layers import Dense, Dropout
-from . import as_targets, softmax_crossentropy_gradient
+from . import nnfs_book as _book
+from . import nnfs_data as _data
+from . import softmax_crossentropy_gradient
+from .nnfs_data import init, sine_data, spiral_data, vertical_data
+from .nnfs_losses import (
+    Loss,
+    Loss_BinaryCrossentropy,
+    Loss_CategoricalCrossentropy,
+    Loss_MeanAbsoluteError,
+    Loss_MeanSquaredError,
+)
 
 __all__ = [
     "Activation_Linear",
@@ -73,45 +105,8 @@ __all__ = [
 
 Array = Any
 
-_STATE: dict[str, Any] = {"rng": numpy.random.default_rng(0), "dtype": numpy.dtype("float32")}
-
-
-def init(seed: int = 0, dtype: str = "float32") -> None:
-    """Seed the generator behind weights, dropout masks and data sets (the book's ``nnfs.init``).
-
-    Parameters
-    ----------
-    seed : int
-        Seed of the ``numpy.random.Generator`` used from now on.
-    dtype : {"float32", "float64"}
-        The dtype of the layers created from now on (the book works in float32).
-    """
-    _STATE["rng"] = numpy.random.default_rng(seed)
-    _STATE["dtype"] = numpy.dtype(dtype)
-
-
-def _on_backend(X: numpy.ndarray, y: numpy.ndarray) -> tuple[Array, Array]:
-    backend = get_backend()
-    return backend.asarray(X), backend.asarray(y)
-
-
-def spiral_data(samples: int, classes: int) -> tuple[Array, Array]:
-    """The book's spiral data set; each call draws new noise, as in the book.
-
-    Returns ``X`` (samples * classes, 2) and integer labels ``y``, as arrays of the
-    selected backend (NumPy arrays on ``numpy`` and ``numba``).
-    """
-    return _on_backend(*_toy.spiral_data(samples, classes, seed=_STATE["rng"]))
-
-
-def vertical_data(samples: int, classes: int) -> tuple[Array, Array]:
-    """The book's vertical blobs data set; each call draws new noise."""
-    return _on_backend(*_toy.vertical_data(samples, classes, seed=_STATE["rng"]))
-
-
-def sine_data(samples: int = 1000) -> tuple[Array, Array]:
-    """One period of a sine wave, ``X`` (samples, 1) and ``y = sin(2 pi X)``."""
-    return _on_backend(*_toy.sine_data(samples))
+_STATE = _data.STATE
+_book_numpy = _data.book_numpy
 
 
 # --------------------------------------------------------------------------------------
@@ -120,15 +115,38 @@ def sine_data(samples: int = 1000) -> tuple[Array, Array]:
 _SLOT_NAMES = {"momentums": ("velocity", "m"), "cache": ("cache", "v")}
 
 
+class _BookGaussian(Gaussian):
+    """Book mode's weights: ``sigma * randn`` from the global state, both in the layer
+    dtype (the book multiplies its float32 ``randn`` by 0.01 in float32)."""
+
+    def __call__(self, shape: tuple[int, int], rng: Any, dtype: Any = numpy.float32) -> Any:
+        draw = _data.randn(*shape).astype(dtype)
+        return draw.dtype.type(self.sigma) * draw
+
+
+def _layer_state(name: str, parameter: str, kind: str) -> property:
+    """An optimizer state array as an attribute of the layer, as the book keeps it."""
+
+    def get(self: Layer_Dense) -> Array:
+        book = self.__dict__.get("_book_state", {})
+        return book[name] if name in book else self._slot(parameter, kind)
+
+    def put(self: Layer_Dense, value: Array) -> None:
+        self.__dict__.setdefault("_book_state", {})[name] = value
+
+    return property(get, put)
+
+
 class Layer_Dense(Dense):
     """Dense layer with the book's constructor, ``forward(inputs)`` and ``backward(dvalues)``.
 
     Weights are ``weight_scale * N(0, 1)`` and biases zero, drawn when the layer is created,
-    on the backend selected at that moment. The class attribute ``weight_scale`` is the
-    book's 0.01; its chapter 17 listing changes the class to draw with 0.1, which is
-    ``Layer_Dense.weight_scale = 0.1`` here. ``backward`` sets ``dweights``/``dbiases`` to the data
-    gradient plus the penalty gradients, as in the book; the penalties are therefore not
-    added again by the optimizers.
+    on the backend selected at that moment (book mode: from NumPy's global state, as the
+    book draws them). The class attribute ``weight_scale`` is the book's 0.01; its chapter
+    17 listing changes the class to draw with 0.1, which is ``Layer_Dense.weight_scale =
+    0.1`` here. ``backward`` sets ``dweights``/``dbiases`` to the data gradient plus the
+    penalty gradients, as in the book; the penalties are therefore not added again by the
+    optimizers.
     """
 
     weight_scale: float = 0.01
@@ -142,24 +160,30 @@ class Layer_Dense(Dense):
         bias_regularizer_l1: float = 0.0,
         bias_regularizer_l2: float = 0.0,
     ) -> None:
+        book = _data.book_mode()
         super().__init__(
             n_inputs,
             n_neurons,
-            weight_initializer=Gaussian(self.weight_scale),
+            weight_initializer=(_BookGaussian if book else Gaussian)(self.weight_scale),
             weight_regularizer_l1=weight_regularizer_l1,
             weight_regularizer_l2=weight_regularizer_l2,
             bias_regularizer_l1=bias_regularizer_l1,
             bias_regularizer_l2=bias_regularizer_l2,
         )
         self.build(get_backend(), _STATE["dtype"], _STATE["rng"])
+        self._book = _book_numpy(self.backend)
 
     def forward(self, inputs: Array, training: bool = False) -> Array:
         """``output = inputs @ weights + biases`` (a fresh array each call)."""
+        if self._book:
+            return _book.dense_forward(self, numpy.asarray(inputs))
         inputs = self.backend.asarray(inputs, dtype=self.dtype)  # type: ignore[union-attr]
         return super().forward(inputs, training=False)
 
     def backward(self, dvalues: Array, need_dinputs: bool = True, overwrite: bool = False) -> Array:
         """Gradients of the loss including the L1/L2 penalties; sets ``dinputs``."""
+        if self._book:
+            return _book.dense_backward(self, numpy.asarray(dvalues))
         backend: Backend = self.backend  # type: ignore[assignment]
         dvalues = backend.asarray(dvalues, dtype=self.dtype)
         super().backward(dvalues, need_dinputs=need_dinputs)
@@ -202,17 +226,20 @@ class Layer_Dense(Dense):
         raise AttributeError(f"{parameter} has no {kind} (no optimizer step has kept one)")
 
     # The book's optimizers keep their state as attributes of the layer.
-    weight_momentums = property(lambda self: self._slot("weights", "momentums"))
-    weight_cache = property(lambda self: self._slot("weights", "cache"))
-    bias_momentums = property(lambda self: self._slot("biases", "momentums"))
-    bias_cache = property(lambda self: self._slot("biases", "cache"))
+    weight_momentums = _layer_state("weight_momentums", "weights", "momentums")
+    weight_cache = _layer_state("weight_cache", "weights", "cache")
+    bias_momentums = _layer_state("bias_momentums", "biases", "momentums")
+    bias_cache = _layer_state("bias_cache", "biases", "cache")
 
 
 class Layer_Dropout:
     """Dropout with the book's ``rate`` (the share of units dropped; ``self.rate`` keeps).
 
     ``forward(inputs, training=True)`` drops units as the book's chapter 15 does; pass
-    ``training=False`` to pass values through.
+    ``training=False`` to pass values through. In book mode the mask is the book's
+    ``numpy.random.binomial(1, keep, shape) / keep`` from the global state, drawn at every
+    training call (even at rate 0), on every backend; on numpy it also multiplies as the
+    book does (the float64 mask makes the output float64).
     """
 
     def __init__(self, rate: float) -> None:
@@ -222,25 +249,58 @@ class Layer_Dropout:
 
     def forward(self, inputs: Array, training: bool = True) -> Array:
         backend = self._layer.backend
-        self.inputs = backend.asarray(inputs)  # type: ignore[union-attr]
-        self.output = self._layer.forward(self.inputs, training=training)
+        if not _data.book_mode():
+            self.inputs = backend.asarray(inputs)  # type: ignore[union-attr]
+            self.output = self._layer.forward(self.inputs, training=training)
+            return self.output
+        self.inputs = inputs
+        self.binary_mask = None
+        if not training:
+            self.output = inputs.copy()
+            return self.output
+        # The book's draw, from the global legacy state on purpose.
+        mask = numpy.random.binomial(1, self.rate, size=inputs.shape)  # noqa: NPY002
+        self.binary_mask = mask / self.rate
+        if _book_numpy(backend):
+            self.output = inputs * self.binary_mask
+        else:
+            self._keep = backend.asarray(self.binary_mask != 0)  # type: ignore[union-attr]
+            self.output = backend.dropout_forward(inputs, self._keep, 1 / self.rate)  # type: ignore[union-attr]
         return self.output
 
     def backward(self, dvalues: Array) -> Array:
-        self.dinputs = self._layer.backward(dvalues)
+        backend = self._layer.backend
+        if not _data.book_mode():
+            self.dinputs = self._layer.backward(dvalues)
+        elif self.binary_mask is None:
+            self.dinputs = dvalues
+        elif _book_numpy(backend):
+            self.dinputs = dvalues * self.binary_mask
+        else:
+            self.dinputs = backend.dropout_backward(dvalues, self._keep, 1 / self.rate)  # type: ignore[union-attr]
         return self.dinputs
 
 
 # --------------------------------------------------------------------------------------
-# Activations
+# Activations (the losses are in nnfs_losses)
 # --------------------------------------------------------------------------------------
 class _BookActivation(_act.Activation):
-    """Moves host inputs to the backend, then runs nnback's activation layer."""
+    """Moves host inputs to the backend, then runs nnback's activation layer (book mode on
+    numpy: the book's expressions, ``_book_pair``)."""
+
+    _book_pair: tuple[Any, Any]
 
     def forward(self, inputs: Array, training: bool = False) -> Array:
+        if _book_numpy():
+            self.inputs = inputs
+            self.output = self._book_pair[0](self, inputs)
+            return self.output
         return super().forward(self._backend().asarray(inputs), training)
 
     def backward(self, dvalues: Array, need_dinputs: bool = True, overwrite: bool = False) -> Array:
+        if _book_numpy():
+            self.dinputs = self._book_pair[1](self, dvalues)
+            return self.dinputs
         return super().backward(self._backend().asarray(dvalues), need_dinputs, overwrite)
 
     def predictions(self, outputs: Array) -> Array:
@@ -250,13 +310,19 @@ class _BookActivation(_act.Activation):
 class Activation_ReLU(_BookActivation, _act.ReLU):
     """``max(0, x)``."""
 
+    _book_pair = (_book.relu_forward, _book.relu_backward)
+
 
 class Activation_Linear(_BookActivation, _act.Linear):
     """The identity, for regression outputs."""
 
+    _book_pair = (_book.linear_forward, _book.linear_backward)
+
 
 class Activation_Sigmoid(_BookActivation, _act.Sigmoid):
     """``1 / (1 + exp(-x))``; ``predictions`` thresholds at 0.5."""
+
+    _book_pair = (_book.sigmoid_forward, _book.sigmoid_backward)
 
     def predictions(self, outputs: Array) -> Array:
         return (outputs > 0.5) * 1
@@ -265,96 +331,10 @@ class Activation_Sigmoid(_BookActivation, _act.Sigmoid):
 class Activation_Softmax(_BookActivation, _act.Softmax):
     """Row-wise softmax; ``predictions`` is the argmax of each row."""
 
+    _book_pair = (_book.softmax_forward, _book.softmax_backward)
+
     def predictions(self, outputs: Array) -> Array:
         return self._backend().argmax(outputs, axis=1)
-
-
-# --------------------------------------------------------------------------------------
-# Losses
-# --------------------------------------------------------------------------------------
-class Loss:
-    """Base of the book's losses: ``calculate``, ``backward`` and ``regularization_loss``.
-
-    ``core`` is the nnback loss whose backend op computes the value and the gradient.
-    """
-
-    core: _losses.Loss = _losses.Loss()
-
-    def _backend(self) -> Backend:
-        return get_backend()
-
-    def _targets(self, backend: Backend, y: Array, like: Array) -> Array:
-        return as_targets(
-            backend, numpy.asarray(y) if isinstance(y, list) else y, like, self.core.categorical
-        )
-
-    def calculate(self, output: Array, y: Array, *, include_regularization: bool = False) -> Any:
-        """The mean data loss as a float (and the regularization loss, if asked)."""
-        backend = self._backend()
-        output = backend.asarray(output)
-        loss, _ = self.core.compute(backend, output, self._targets(backend, y, output), False)
-        data_loss = backend.to_float(loss)
-        self.accumulated_sum = getattr(self, "accumulated_sum", 0.0) + data_loss * len(output)
-        self.accumulated_count = getattr(self, "accumulated_count", 0) + len(output)
-        if not include_regularization:
-            return data_loss
-        return data_loss, self.regularization_loss()
-
-    def calculate_accumulated(self, *, include_regularization: bool = False) -> Any:
-        """The mean loss over every batch since :meth:`new_pass` (the book's chapter 18)."""
-        data_loss = self.accumulated_sum / self.accumulated_count
-        if not include_regularization:
-            return data_loss
-        return data_loss, self.regularization_loss()
-
-    def new_pass(self) -> None:
-        self.accumulated_sum = 0.0
-        self.accumulated_count = 0
-
-    def remember_trainable_layers(self, trainable_layers: list[Any]) -> None:
-        self.trainable_layers = trainable_layers
-
-    def regularization_loss(self, layer: Any = None) -> float:
-        """The L1/L2 penalty of ``layer`` (or of the remembered trainable layers) as a float."""
-        layers = [layer] if layer is not None else getattr(self, "trainable_layers", [])
-        total = 0.0
-        for item in layers:
-            term = item.regularization_loss()
-            if term is not None:
-                total += item.backend.to_float(term)
-        return total
-
-    def backward(self, dvalues: Array, y_true: Array) -> Array:
-        """Sets ``dinputs``, the gradient of the mean loss with respect to ``dvalues``."""
-        backend = self._backend()
-        dvalues = backend.asarray(dvalues)
-        y = self._targets(backend, y_true, dvalues)
-        _, self.dinputs = self.core.compute(backend, dvalues, y, True)
-        return self.dinputs
-
-
-class Loss_CategoricalCrossentropy(Loss):
-    """Cross-entropy of probabilities against class indices or one-hot rows."""
-
-    core = _losses.CategoricalCrossentropy()
-
-
-class Loss_BinaryCrossentropy(Loss):
-    """Binary cross-entropy of sigmoid outputs against 0/1 targets of the same shape."""
-
-    core = _losses.BinaryCrossentropy()
-
-
-class Loss_MeanSquaredError(Loss):
-    """Mean squared error (L2 loss)."""
-
-    core = _losses.MeanSquaredError()
-
-
-class Loss_MeanAbsoluteError(Loss):
-    """Mean absolute error (L1 loss)."""
-
-    core = _losses.MeanAbsoluteError()
 
 
 class Activation_Softmax_Loss_CategoricalCrossentropy:
@@ -362,6 +342,7 @@ class Activation_Softmax_Loss_CategoricalCrossentropy:
 
     ``forward(inputs, y_true)`` sets ``output`` (the probabilities) and returns the mean
     loss; ``backward(dvalues, y_true)`` sets ``dinputs = (dvalues - one_hot) / n``.
+    Book mode on numpy: the book's separate softmax, loss and gradient expressions.
     """
 
     def __init__(self) -> None:
@@ -372,6 +353,10 @@ class Activation_Softmax_Loss_CategoricalCrossentropy:
 
     def forward(self, inputs: Array, y_true: Array | None = None) -> Any:
         backend = get_backend()
+        if _book_numpy(backend):
+            self.inputs = inputs
+            self.output = self.activation.forward(inputs)
+            return None if y_true is None else self.loss.calculate(self.output, y_true)
         self.inputs = backend.asarray(inputs)
         self.output = self.activation.forward(self.inputs)
         self._grad = self._y_true = None
@@ -384,10 +369,13 @@ class Activation_Softmax_Loss_CategoricalCrossentropy:
         return backend.to_float(loss)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
+        backend = get_backend()
+        if _book_numpy(backend):
+            self.dinputs = _book.softmax_crossentropy_gradient(dvalues, numpy.asarray(y_true))
+            return self.dinputs
         if self._grad is not None and dvalues is self.output and y_true is self._y_true:
             self.dinputs = self._grad
             return self.dinputs
-        backend = get_backend()
         y = self.loss._targets(backend, y_true, dvalues)
         self.dinputs = softmax_crossentropy_gradient(
             backend, getattr(self, "inputs", None), getattr(self, "output", None), dvalues, y
@@ -396,20 +384,47 @@ class Activation_Softmax_Loss_CategoricalCrossentropy:
 
 
 # --------------------------------------------------------------------------------------
-# Optimizers: nnback's own, under the book's names (same arguments and defaults)
+# Optimizers: nnback's own under the book's names (same arguments and defaults); book
+# mode decays the rate with the book's formula, and on numpy updates with the book's.
 # --------------------------------------------------------------------------------------
-class Optimizer_SGD(_opt.SGD):
+class _BookOptimizer:
+    _book_update: Any
+
+    def pre_update_params(self) -> None:
+        """Set ``current_learning_rate`` (a Python float) for this iteration."""
+        if not _data.book_mode():
+            super().pre_update_params()  # type: ignore[misc]
+        elif self.decay:  # type: ignore[attr-defined]
+            self.current_learning_rate = _book.decayed_rate(self)
+
+    def update_params(self, layer: Any) -> None:
+        """Update ``layer``'s weights and biases from its ``dweights`` and ``dbiases``."""
+        if getattr(layer, "_book", False):
+            type(self)._book_update(self, layer)
+        else:
+            super().update_params(layer)  # type: ignore[misc]
+
+
+class Optimizer_SGD(_BookOptimizer, _opt.SGD):
     """``Optimizer_SGD(learning_rate=1.0, decay=0.0, momentum=0.0)``."""
 
+    _book_update = _book.sgd_update
 
-class Optimizer_Adagrad(_opt.AdaGrad):
+
+class Optimizer_Adagrad(_BookOptimizer, _opt.AdaGrad):
     """``Optimizer_Adagrad(learning_rate=1.0, decay=0.0, epsilon=1e-7)``."""
 
+    _book_update = _book.adagrad_update
 
-class Optimizer_RMSprop(_opt.RMSprop):
+
+class Optimizer_RMSprop(_BookOptimizer, _opt.RMSprop):
     """``Optimizer_RMSprop(learning_rate=0.001, decay=0.0, epsilon=1e-7, rho=0.9)``."""
 
+    _book_update = _book.rmsprop_update
 
-class Optimizer_Adam(_opt.Adam):
+
+class Optimizer_Adam(_BookOptimizer, _opt.Adam):
     """``Optimizer_Adam(learning_rate=0.001, decay=0.0, epsilon=1e-7, beta_1=0.9,
     beta_2=0.999)``."""
+
+    _book_update = _book.adam_update

@@ -17,6 +17,13 @@ softmax's backward takes the output and the one-hot targets); and
 ``FC`` is nnback's :class:`~nnback.Dense` layer and the activations are nnback's, so the
 classifier trains as an nnback :class:`~nnback.Sequential` model (each dense layer fused
 with its activation, softmax fused with the cross-entropy) on the selected backend.
+
+Reproducibility: the exercise draws its weights from NumPy's global state
+(``sigma * np.random.randn``) and sets no seed, so its printed figures come from draws
+nobody can repeat, and its training arithmetic is nnback's fused ops rather than the
+exercise's line by line. What is reproducible here: ``random_state`` (or an initializer's
+``rng``) fixes the initial weights and the minibatch order, and the same seed trains the
+same model on every backend, to the tolerance table's rules.
 """
 
 from __future__ import annotations

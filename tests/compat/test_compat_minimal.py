@@ -154,3 +154,30 @@ def test_functions_and_printing(capsys: pytest.CaptureFixture[str]) -> None:
     assert "epoch 2/2   error=" in capsys.readouterr().out
     with pytest.raises(ValueError, match="loss"):
         Network().fit(XOR_X, XOR_Y, epochs=1, learning_rate=0.1)
+
+
+def test_equal_global_seeds_give_the_tutorials_numbers_on_numpy() -> None:
+    # The tutorial draws each layer's weights, then its bias, with np.random.rand - 0.5
+    # from NumPy's global state. Seeded alike, nnback's layers start from the same draws
+    # and, on numpy with one sample per step, train to the same numbers bit for bit.
+    x = np.array([[[0, 0]], [[0, 1]], [[1, 0]], [[1, 1]]], dtype=float)
+    y = np.array([[[0]], [[1]], [[1]], [[0]]], dtype=float)
+    np.random.seed(5)  # noqa: NPY002
+    drawn = [(np.random.rand(i, o) - 0.5, np.random.rand(1, o) - 0.5) for i, o in [(2, 3), (3, 1)]]  # noqa: NPY002
+    expected, params = reference_fit(drawn, ["tanh", "tanh"], x, y, 300, 0.1)
+    with nnback.use_backend("numpy"):
+        try:
+            minimal.set_seed(5, global_state=True)
+            net = Network()
+            net.add(FCLayer(2, 3))
+            net.add(ActivationLayer(tanh, tanh_prime))
+            net.add(FCLayer(3, 1))
+            net.add(ActivationLayer(tanh, tanh_prime))
+            net.use(mse, mse_prime)
+            got = net.fit(x, y, epochs=300, learning_rate=0.1, verbose=False)
+        finally:
+            minimal.set_seed(0)
+    assert got == expected
+    for layer, (w, b) in zip(net.layers[::2], params, strict=True):
+        np.testing.assert_array_equal(layer.weights, w)
+        np.testing.assert_array_equal(layer.bias, b)
