@@ -59,6 +59,8 @@ def image_settings(layer: Any) -> tuple[Any, ...]:
 def eval_workspace(plan: StepPlan, sample_shape: tuple[int, ...]) -> Any:
     """One im2col workspace, large enough for every convolution of an evaluation plan of
     ``plan.rows`` samples (None without convolutions)."""
+    if not any(isinstance(layer, Conv2D) for layer in plan.model.steps):
+        return None
     largest, shape = 0, tuple(sample_shape)
     try:
         for layer in plan.model.steps:
