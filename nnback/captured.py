@@ -63,6 +63,8 @@ def _account(trainer: _Trainer, plan: StepPlan, epoch: int, done: int, before: i
     # The textbook attributes point at the step's buffers, as after an eager step.
     for index, layer in enumerate(trainer.model.steps):
         layer.inputs, layer.output = plan.outputs[index]
+    for layer, name, buffer in plan.extras:  # Conv2D's patches, MaxPool2D's argmax
+        setattr(layer, name, buffer)
     return done
 
 

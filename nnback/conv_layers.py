@@ -246,6 +246,9 @@ class Conv2D(Layer):
         """
         backend = self.backend
         assert backend is not None, "call forward() before backward()"
+        if self.dweights is None:
+            self.dweights = backend.empty(self.weights.shape, self.dtype)
+            self.dbiases = backend.empty(self.biases.shape, self.dtype)
         dx, dw, db = backend.conv2d_backward(
             dvalues,
             self.inputs,
@@ -257,13 +260,15 @@ class Conv2D(Layer):
             self.fused_activation,
             self.fused_alpha,
             need_dx=need_dinputs,
+            out=(self.dweights, self.dbiases),
         )
         # Gradients are written into the arrays already held (the model's flat buffer once
-        # the optimizer has packed them), so the optimizer steps over them in place.
-        if self.dweights is None:
-            self.dweights, self.dbiases = dw, db
-        else:
+        # the optimizer has packed them), so the optimizer steps over them in place, and a
+        # captured step writes them with the same launches. A backend that returned others
+        # (a strided array it would not write) has them copied in.
+        if dw is not self.dweights:
             backend.copy_into_inplace(self.dweights, dw)
+        if db is not self.dbiases:
             backend.copy_into_inplace(self.dbiases, db)
         self.dinputs = dx
         return dx

@@ -18,17 +18,17 @@ kernels and the GEMMs its GEMMs, with the same arguments, so a replayed step equ
 step bit for bit; the tests check that on the fake device.
 
 The plan covers what the kernels cover: Dense layers (with their fused activation),
-Dropout, activation layers, softmax + cross-entropy (class indices or one-hot) and the
-binary cross-entropy, squared and absolute error losses, the accuracy metrics, and the four
-optimizers over the model's flat parameter buffer, in float32 and float64. Anything else
-(``clip_norm``, a custom layer or optimizer, an op the kernels do not take, and for now
-the image layers of :mod:`nnback.conv_layers`) makes
-:class:`PlanUnsupported` say why, and ``fit`` runs eager steps.
+Dropout, activation layers (element-wise ones on images too), the image layers of
+:mod:`nnback.conv_layers` (Reshape, Conv2D with its fused activation, MaxPool2D, AvgPool2D,
+Flatten; laid out by :mod:`nnback.step_plan_conv`), softmax + cross-entropy (class indices
+or one-hot) and the binary cross-entropy, squared and absolute error losses, the accuracy
+metrics, and the four optimizers over the model's flat parameter buffer, in float32 and
+float64. Anything else (``clip_norm``, a custom layer or optimizer, an op the kernels do
+not take) makes :class:`PlanUnsupported` say why, and ``fit`` runs eager steps.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,21 +36,24 @@ import numpy
 
 from .activations import Activation
 from .backends.base import EPSILON_CLIP
-from .conv_layers import AvgPool2D, Conv2D, Flatten, MaxPool2D, Reshape
-from .errors import InputError
+from .backends.cupy_backend import as_rows
 from .layers import Dense, Dropout
 from .metrics import Accuracy, BinaryAccuracy, RegressionAccuracy
 from .optimizers import SGD, AdaGrad, Adam, Optimizer, RMSprop
+from .step_mode import CAPTURE_ENV, capture_requested, describe_step_mode
+from .step_plan_conv import (
+    IMAGE_LAYERS,
+    eval_workspace,
+    image_settings,
+    plan_backward,
+    plan_forward,
+)
 
 if TYPE_CHECKING:
     from .model import Sequential
 
-#: Layers of convolutional networks, which the captured step does not cover (yet).
-_IMAGE_LAYERS = (Conv2D, MaxPool2D, AvgPool2D, Flatten, Reshape)
-
 __all__ = ["CAPTURE_ENV", "PlanUnsupported", "StepPlan", "capture_requested", "describe_step_mode"]
 
-CAPTURE_ENV = "NNBACK_CAPTURE"
 _KERNEL_ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
 _LOSS_KERNELS = {
     "binary_crossentropy": "bce_loss_grad",
@@ -61,37 +64,6 @@ _LOSS_KERNELS = {
 
 class PlanUnsupported(Exception):
     """The model or the call cannot run as a planned step; the message says why."""
-
-
-def capture_requested(capture: bool | None) -> tuple[bool, str]:
-    """Whether captured steps are wanted, and why: ``fit``'s argument, else the environment.
-
-    ``NNBACK_CAPTURE=0`` turns them off, ``1`` (or unset) uses them where supported.
-    """
-    if capture is not None:
-        if not isinstance(capture, bool):
-            raise InputError(f"capture: expected True, False or None, got {capture!r}")
-        return capture, f"fit(capture={capture})"
-    value = os.environ.get(CAPTURE_ENV, "").strip().lower()
-    if value in ("", "1", "on", "true", "yes"):
-        return True, "the default"
-    if value in ("0", "off", "false", "no"):
-        return False, f"{CAPTURE_ENV}={value}"
-    raise InputError(f"{CAPTURE_ENV}={value!r}: expected 0 (eager steps) or 1 (captured steps)")
-
-
-def describe_step_mode(backend: Any) -> str:
-    """What ``fit`` will run on ``backend`` (for ``nnback info``): captured or eager, and why."""
-    try:
-        wanted, why = capture_requested(None)
-    except InputError as exc:
-        return f"eager ({exc})"
-    if not wanted:
-        return f"eager ({why})"
-    reason = backend.capture_unavailable()
-    if reason is None:
-        return f"captured: each full-size step replays a CUDA graph ({CAPTURE_ENV}=0 to turn off)"
-    return f"eager ({reason})"
 
 
 def _optimizer_op(optimizer: Optimizer) -> tuple[str, tuple[str, ...], tuple[float, ...]]:
@@ -115,7 +87,7 @@ def _optimizer_op(optimizer: Optimizer) -> tuple[str, tuple[str, ...], tuple[flo
 
 def _baked(model: Sequential) -> tuple[Any, ...]:
     """What a plan fixes at capture time besides arrays: the loss, metric and optimizer
-    objects and settings, and each layer's kind, activation and rate."""
+    objects and settings, and each layer's kind, activation, rate and image geometry."""
     optimizer = model.optimizer
     config = {k: v for k, v in optimizer.get_config().items() if k != "iterations"}
     layers = tuple(
@@ -126,6 +98,7 @@ def _baked(model: Sequential) -> tuple[Any, ...]:
             getattr(layer, "kind", None),
             getattr(layer, "alpha", None),
             getattr(layer, "rate", None),
+            image_settings(layer),
         )
         for layer in model.steps
     )
@@ -178,14 +151,6 @@ class StepPlan:
             raise PlanUnsupported(reason)
         if steps < 1:
             raise PlanUnsupported("no full-size batch in an epoch")
-        images = [
-            type(layer).__name__ for layer in model.layers if isinstance(layer, _IMAGE_LAYERS)
-        ]
-        if images:
-            # Refused before anything is allocated or gathered: the eager steps run instead.
-            raise PlanUnsupported(
-                f"image layers ({', '.join(dict.fromkeys(images))}) have no captured step yet"
-            )
         self.model, self.backend, self.X, self.y = model, backend, X, y
         self.baked = _baked(model)
         self.batch_size, self.steps = batch_size, steps
@@ -212,7 +177,13 @@ class StepPlan:
         else:
             self.state, self.sums, self.order = main.state, main.sums, main.order
         self.dropouts: list[tuple[Dropout, Any]] = []
-        self.xb = backend.empty((B, X.shape[1]), self.dtype)
+        # Image layers' buffers by step: im2col patches, max-pooling argmax; (layer,
+        # attribute, buffer) that captured.py points the layers at, as eager steps leave them.
+        self.conv_cols: dict[int, Any] = {}
+        self.pool_argmax: dict[int, Any] = {}
+        self.extras: list[tuple[Any, str, Any]] = []
+        self.workspace = None if training else eval_workspace(self, X.shape[1:])
+        self.xb = backend.empty((B, *X.shape[1:]), self.dtype)
         self.yb = backend.empty((B, *y.shape[1:]), y.dtype)
         self._gather(X, self.xb)
         self._gather(y, self.yb)
@@ -256,9 +227,11 @@ class StepPlan:
 
         return run
 
-    def _activation(self, kind: str, alpha: Any) -> float:
+    def _activation(self, kind: str, alpha: Any, x: Any = None) -> float:
         if kind not in _KERNEL_ACTIVATIONS:
             raise PlanUnsupported(f"activation {kind!r} has no kernel")
+        if x is not None and (x.ndim != 2 if kind == "softmax" else x.ndim < 1):
+            raise PlanUnsupported(f"activation {kind!r} of an array of shape {x.shape}")
         if kind == "leaky_relu":
             _python_floats(alpha)
             return float(alpha)
@@ -293,11 +266,14 @@ class StepPlan:
                 )
             elif isinstance(layer, Activation):
                 out = backend.empty(x.shape, self.dtype)
-                alpha = self._activation(layer.kind, layer.alpha)
+                alpha = self._activation(layer.kind, layer.alpha, x)
                 kind = layer.kind
+                rows = (as_rows(x), as_rows(out))  # images too (element-wise, as eager)
                 self.ops.append(
-                    lambda x=x, o=out, a=kind, al=alpha: k.bias_activation(x, None, o, a, al)
+                    lambda r=rows, a=kind, al=alpha: k.bias_activation(r[0], None, r[1], a, al)
                 )
+            elif isinstance(layer, IMAGE_LAYERS):
+                out = plan_forward(self, index, layer, x, training)
             else:
                 raise PlanUnsupported(f"layer {type(layer).__name__} has no planned step")
             self.outputs[index] = (x, out)
@@ -306,6 +282,8 @@ class StepPlan:
 
     def _loss(self, out: Any, with_grad: bool) -> Any:
         model, k, backend = self.model, self.kernels, self.backend
+        if out.ndim != 2:
+            raise PlanUnsupported(f"the model's outputs are of shape {out.shape}, not rows")
         grad = backend.empty(out.shape, self.dtype) if with_grad else None
         if model.fused_softmax_loss:
             yb = self.yb
@@ -369,8 +347,10 @@ class StepPlan:
     def _backward(self, grad: Any) -> None:
         backend, k, B = self.backend, self.kernels, self.rows
         steps = self.model.steps
-        for index in range(len(steps) - 1, -1, -1):
-            layer, need_dx = steps[index], index > 0
+        # Nothing before the first layer with parameters needs a gradient (a CNN's Reshape).
+        first = next(i for i, layer in enumerate(steps) if layer.trainable)
+        for index in range(len(steps) - 1, first - 1, -1):
+            layer, need_dx = steps[index], index > first
             x, out = self.outputs[index]
             if isinstance(layer, Dense):
                 act = layer.fused_activation
@@ -418,14 +398,13 @@ class StepPlan:
                     )
                 )
                 grad = dx
+            elif isinstance(layer, IMAGE_LAYERS):
+                grad = plan_backward(self, index, layer, grad, need_dx)
             else:  # an activation layer
                 dx = backend.empty(grad.shape, self.dtype)
-                alpha = self._activation(layer.kind, layer.alpha)
-                self.ops.append(
-                    lambda g=grad, y=out, o=dx, a=layer.kind, al=alpha: k.activation_grad(
-                        g, y, o, a, al
-                    )
-                )
+                alpha = self._activation(layer.kind, layer.alpha, grad)
+                rows = (as_rows(grad), as_rows(out), as_rows(dx))
+                self.ops.append(lambda r=rows, a=layer.kind, al=alpha: k.activation_grad(*r, a, al))
                 grad = dx
 
     def _optimizer(self) -> Any:

@@ -187,7 +187,12 @@ class ConvOps:
         return y
 
     def conv_activation_bias_backward(
-        self, dy: Array, y: Array, activation: str = "linear", alpha: float = 0.01
+        self,
+        dy: Array,
+        y: Array,
+        activation: str = "linear",
+        alpha: float = 0.01,
+        out_db: Array | None = None,
     ) -> tuple[Array, Array]:
         """Backward epilogue: the pre-activation gradient, channel-major, and ``db``.
 
@@ -197,6 +202,8 @@ class ConvOps:
             Gradient of the loss with respect to the layer's output ``y``; not modified.
         y : array (n, c_out, oh, ow)
             The layer's output from the forward pass.
+        out_db : array (1, c_out) or (c_out,), optional
+            Where to write ``db`` (returned then).
 
         Returns
         -------
@@ -210,6 +217,9 @@ class ConvOps:
         dz = xp.ascontiguousarray(xp.transpose(dz, (1, 0, 2, 3)))
         c_out = dz.shape[0]
         db = xp.sum(dz.reshape(c_out, -1), axis=1).reshape(1, c_out)
+        if out_db is not None:
+            out_db[...] = db.reshape(out_db.shape)
+            db = out_db
         return dz, db
 
     # ------------------------------------------------------------------------------------
@@ -270,6 +280,7 @@ class ConvOps:
         activation: str = "linear",
         alpha: float = 0.01,
         need_dx: bool = True,
+        out: tuple[Array | None, Array | None] | None = None,
     ) -> tuple[Array | None, Array, Array]:
         """Backward pass of :meth:`conv2d_forward`.
 
@@ -287,6 +298,11 @@ class ConvOps:
             when None).
         need_dx : bool
             ``False`` skips the input gradient (the first layer does not need it).
+        out : (dw, db), optional
+            Arrays to write the parameter gradients into (either may be None), such as the
+            model's flat gradient buffer: ``dw`` C-contiguous of ``w``'s shape and dtype,
+            ``db`` of ``c_out`` values. A captured training step writes there too, with
+            the same launches.
 
         Returns
         -------
@@ -295,11 +311,23 @@ class ConvOps:
         db : array (1, c_out)
         """
         c_out, c_in, kh, kw = w.shape
+        out_dw, out_db = out if out is not None else (None, None)
         if cols is None:
             cols = self.im2col(x, (kh, kw), stride, padding)
-        dz, db = self.conv_activation_bias_backward(dy, y, activation, alpha)
+        if out_db is not None and (out_db.size != c_out or out_db.dtype != dy.dtype):
+            out_db = None
+        dz, db = self.conv_activation_bias_backward(dy, y, activation, alpha, out_db=out_db)
         dz2 = dz.reshape(c_out, -1)
-        dw = self.matmul(dz2, cols.T).reshape(w.shape)  # type: ignore[attr-defined]
+        if (
+            out_dw is not None
+            and tuple(out_dw.shape) == tuple(w.shape)
+            and out_dw.dtype == dz.dtype
+            and out_dw.flags.c_contiguous
+        ):
+            self.matmul(dz2, cols.T, out=out_dw.reshape(c_out, -1))  # type: ignore[attr-defined]
+            dw = out_dw
+        else:
+            dw = self.matmul(dz2, cols.T).reshape(w.shape)  # type: ignore[attr-defined]
         dx = None
         if need_dx:
             dcols = self.matmul(w.reshape(c_out, -1).T, dz2)  # type: ignore[attr-defined]

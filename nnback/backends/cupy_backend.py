@@ -113,6 +113,18 @@ def _image_shape(shape: Any) -> tuple[int, int, int, int] | None:
     return tuple(int(v) for v in dims)  # type: ignore[return-value]
 
 
+def _rows_ok(x: Array, activation: str) -> bool:
+    """Whether the activation kernels take ``x`` (already checked to fit): softmax rows
+    (n, k); the element-wise activations any array of at least one dimension."""
+    return x.ndim == 2 if activation == "softmax" else x.ndim >= 1
+
+
+def as_rows(x: Array) -> Array:
+    """A C-contiguous array of any shape (at least 1-D) as a 2-D view (size // last, last),
+    as the element-wise activation kernels take it (eager and planned alike)."""
+    return x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
+
+
 def _alpha(activation: str, alpha: Any) -> float:
     """The kernels' alpha argument: leaky_relu's slope, 0 for the others (unused)."""
     return float(alpha) if activation == "leaky_relu" else 0.0
@@ -236,10 +248,18 @@ class CupyBackend(Backend):
         return out
 
     def activation_forward(self, z: Array, activation: str, alpha: float = 0.01) -> Array:
-        if not (self._fits(z) and z.ndim == 2 and self._activation_ok(activation, alpha, z.dtype)):
+        # Softmax is a row op (2-D only); the element-wise ones take any C-contiguous array
+        # (images included) viewed as rows: the same launch as for that 2-D array.
+        if not (
+            self._fits(z)
+            and _rows_ok(z, activation)
+            and self._activation_ok(activation, alpha, z.dtype)
+        ):
             return super().activation_forward(z, activation, alpha)
         y = self.xp.empty_like(z)
-        self._kernels.bias_activation(z, None, y, activation, _alpha(activation, alpha))
+        self._kernels.bias_activation(
+            as_rows(z), None, as_rows(y), activation, _alpha(activation, alpha)
+        )
         return y
 
     def softmax(self, z: Array) -> Array:
@@ -254,13 +274,14 @@ class CupyBackend(Backend):
     ) -> Array:
         if not (
             self._fits(dy, y)
-            and dy.ndim == 2
+            and _rows_ok(dy, activation)
             and dy.shape == y.shape
             and self._activation_ok(activation, alpha, dy.dtype)
         ):
             return super().activation_backward(dy, y, activation, alpha)
         dz = self.xp.empty_like(dy)
-        self._kernels.activation_grad(dy, y, dz, activation, _alpha(activation, alpha))
+        args = (as_rows(dy), as_rows(y), as_rows(dz))
+        self._kernels.activation_grad(*args, activation, _alpha(activation, alpha))
         return dz
 
     def bias_activation_inplace(
@@ -395,7 +416,12 @@ class CupyBackend(Backend):
         return y
 
     def conv_activation_bias_backward(
-        self, dy: Array, y: Array, activation: str = "linear", alpha: float = 0.01
+        self,
+        dy: Array,
+        y: Array,
+        activation: str = "linear",
+        alpha: float = 0.01,
+        out_db: Array | None = None,
     ) -> tuple[Array, Array]:
         ok = (
             self._fits(dy, y)
@@ -406,11 +432,16 @@ class CupyBackend(Backend):
             and self._conv_activation_ok(activation, alpha, dy.dtype)
         )
         if not ok:
-            return super().conv_activation_bias_backward(dy, y, activation, alpha)
+            return super().conv_activation_bias_backward(dy, y, activation, alpha, out_db)
         n, c, oh, ow = dy.shape
         dz = self.xp.empty((c, n, oh, ow), dtype=dy.dtype)
-        db = self.xp.empty((1, c), dtype=dy.dtype)
+        db = out_db
+        if db is None or not self._fits(db, dy) or db.size != c:
+            db = self.xp.empty((1, c), dtype=dy.dtype)
         self._kernels.conv_bias_grad(dy, y, dz, db, activation, _alpha(activation, alpha))
+        if out_db is not None and db is not out_db:
+            out_db[...] = db.reshape(out_db.shape)
+            db = out_db
         return dz, db
 
     def _pool_geometry(

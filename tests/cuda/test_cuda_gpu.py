@@ -35,6 +35,12 @@ from test_cuda_capture import (  # noqa: F401 (collected again, on the GPU)
     test_one_hot_targets_no_shuffle_activation_layers_and_batches_over_256,
     test_per_batch_callbacks_get_every_step_loss,
 )
+from test_cuda_capture_conv import (  # noqa: F401 (collected again, on the GPU)
+    test_a_dense_layer_before_the_images_gets_its_gradient_through_them,
+    test_captured_cnn_epochs_equal_eager_epochs_bit_for_bit,
+    test_changed_geometry_after_capture_makes_a_new_plan,
+    test_cnn_layer_variants_equal_eager_bit_for_bit,
+)
 from test_cuda_conv_backend_fake import (  # noqa: F401 (collected again, on the GPU)
     test_conv2d_forward_and_backward,
     test_conv_bias_gradient_over_several_chunks,
