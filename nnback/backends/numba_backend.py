@@ -453,14 +453,25 @@ class NumbaBackend(Backend):
         c_out, n, oh, ow = z.shape
         y = numpy.empty((n, c_out, oh, ow), dtype=dtype)
         conv.epilogue_forward(
-            z.reshape(c_out, n * oh * ow), 0, bias, y.reshape(n, c_out, oh * ow), 0, n,
-            _fused_code(code), float(alpha),
+            z.reshape(c_out, n * oh * ow),
+            0,
+            bias,
+            y.reshape(n, c_out, oh * ow),
+            0,
+            n,
+            _fused_code(code),
+            float(alpha),
         )
         self._conv_activation_rest(y, activation)
         return y
 
     def conv_activation_bias_backward(
-        self, dy: Array, y: Array, activation: str = "linear", alpha: float = 0.01
+        self,
+        dy: Array,
+        y: Array,
+        activation: str = "linear",
+        alpha: float = 0.01,
+        out_db: Array | None = None,
     ) -> tuple[Array, Array]:
         code = conv.ACTIVATION_CODES.get(activation)
         if (
@@ -470,15 +481,26 @@ class NumbaBackend(Backend):
             or dy.shape != y.shape
             or not is_real(alpha)
         ):
-            return super().conv_activation_bias_backward(dy, y, activation, alpha)
+            return super().conv_activation_bias_backward(dy, y, activation, alpha, out_db)
         n, c_out, oh, ow = dy.shape
         dz = numpy.empty((c_out, n, oh, ow), dtype=dy.dtype)
         db_parts = numpy.zeros((c_out, oh * ow), dtype=dy.dtype)
         conv.epilogue_backward(
-            dy.reshape(n, c_out, oh * ow), y.reshape(n, c_out, oh * ow), 0, n,
-            dz.reshape(c_out, n * oh * ow), 0, db_parts, code, float(alpha),
+            dy.reshape(n, c_out, oh * ow),
+            y.reshape(n, c_out, oh * ow),
+            0,
+            n,
+            dz.reshape(c_out, n * oh * ow),
+            0,
+            db_parts,
+            code,
+            float(alpha),
         )
-        return dz, db_parts.sum(axis=1).reshape(1, c_out)
+        db = db_parts.sum(axis=1).reshape(1, c_out)
+        if out_db is not None:
+            out_db[...] = db.reshape(out_db.shape)
+            db = out_db
+        return dz, db
 
     def _conv_activation_rest(self, y: Array, activation: str) -> None:
         """sigmoid/tanh after a linear epilogue: the dense kernels' passes, in place."""
@@ -487,7 +509,13 @@ class NumbaBackend(Backend):
             activations.FORWARD_KERNELS[activation](y.reshape(n * c, -1), None, None)
 
     def _conv_checks(
-        self, x: Array, w: Array, stride: Any, padding: Any, activation: str, alpha: Any,
+        self,
+        x: Array,
+        w: Array,
+        stride: Any,
+        padding: Any,
+        activation: str,
+        alpha: Any,
         *others: Array,
     ) -> tuple[Any, ...] | None:
         """The geometry of a convolution the kernels can run, or None (the reference's)."""
@@ -504,7 +532,9 @@ class NumbaBackend(Backend):
         return _conv_geometry(x, w.shape[2:], stride, padding)
 
     def _direct(self, w: Array, stride: tuple[int, int]) -> bool:
-        return stride == (1, 1) and w.shape[1] * w.shape[2] * w.shape[3] <= self.conv_direct_max_taps
+        return (
+            stride == (1, 1) and w.shape[1] * w.shape[2] * w.shape[3] <= self.conv_direct_max_taps
+        )
 
     def conv2d_forward(
         self,
@@ -563,6 +593,7 @@ class NumbaBackend(Backend):
         activation: str = "linear",
         alpha: float = 0.01,
         need_dx: bool = True,
+        out: tuple[Array | None, Array | None] | None = None,
     ) -> tuple[Array | None, Array, Array]:
         geometry = self._conv_checks(x, w, stride, padding, activation, alpha, dy, y)
         if geometry is not None:
@@ -573,15 +604,17 @@ class NumbaBackend(Backend):
                 geometry = None
         if geometry is None:
             return super().conv2d_backward(
-                dy, x, w, y, cols, stride, padding, activation, alpha, need_dx
+                dy, x, w, y, cols, stride, padding, activation, alpha, need_dx, out
             )
         dtype = x.dtype
         code = conv.ACTIVATION_CODES[activation]
         if not need_dx and self._direct(w, (sh, sw)):
             dw = numpy.empty(w.shape, dtype=dtype)
             db = numpy.empty((1, c_out), dtype=dtype)
-            conv.conv_direct_backward(dy, y, _padded(x, ph, pw), dw, db.reshape(c_out), code, float(alpha))
-            return None, dw, db
+            conv.conv_direct_backward(
+                dy, y, _padded(x, ph, pw), dw, db.reshape(c_out), code, float(alpha)
+            )
+            return (None, *_into_out(out, dw, db))
         # ``cols`` is not read: the columns are made again chunk by chunk (see forward).
         taps, npos = c_in * kh * kw, oh * ow
         w2 = w.reshape(c_out, taps)
@@ -611,7 +644,7 @@ class NumbaBackend(Backend):
                 numpy.matmul(w2.T, dz, out=dcols)
                 conv.col2im(dcols, 0, kh, kw, sh, sw, ph, pw, s0, s1, dx)
         db = db_parts.sum(axis=1).reshape(1, c_out)
-        return dx, dw.reshape(w.shape), db
+        return (dx, *_into_out(out, dw.reshape(w.shape), db))
 
     def maxpool2d_forward(
         self, x: Array, pool: tuple[int, int], stride: tuple[int, int]
@@ -669,11 +702,7 @@ class NumbaBackend(Backend):
     ) -> Array:
         shape = _int_tuple(x_shape, 4, 1)
         geometry = None if shape is None else _pool_geometry(shape, pool, stride)
-        if (
-            geometry is None
-            or float_dtype(dy) is None
-            or dy.shape != (*shape[:2], *geometry[2])
-        ):
+        if geometry is None or float_dtype(dy) is None or dy.shape != (*shape[:2], *geometry[2]):
             return super().avgpool2d_backward(dy, x_shape, pool, stride)
         (ph, pw), (sh, sw), _ = geometry
         dx = numpy.empty(shape, dtype=dy.dtype)
@@ -730,3 +759,18 @@ def _padded(x: Array, ph: int, pw: int) -> Array:
     out = numpy.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
     out[:, :, ph : ph + h, pw : pw + w] = x
     return out
+
+
+def _into_out(
+    out: tuple[Array | None, Array | None] | None, dw: Array, db: Array
+) -> tuple[Array, Array]:
+    """``(dw, db)``, copied into the caller's ``out`` arrays where those fit (see
+    ``Backend.conv2d_backward``): the kernels write workspaces of their own."""
+    out_dw, out_db = out if out is not None else (None, None)
+    if out_dw is not None and out_dw.shape == dw.shape and out_dw.dtype == dw.dtype:
+        out_dw[...] = dw
+        dw = out_dw
+    if out_db is not None and out_db.size == db.size and out_db.dtype == db.dtype:
+        out_db[...] = db.reshape(out_db.shape)
+        db = out_db
+    return dw, db
