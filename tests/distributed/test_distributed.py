@@ -209,7 +209,7 @@ def test_distributed_argument_is_checked():
         model.fit(X, y, epochs=1, verbose=0, distributed="yes")
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore:MLPClassifier reached max_iter")
 def test_grid_search_with_joblib_processes():
     """The scikit-learn route: MLPClassifier in GridSearchCV(n_jobs=2) on loky workers."""
     pytest.importorskip("sklearn")
