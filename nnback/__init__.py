@@ -16,8 +16,10 @@ from .backends import (
 )
 from .callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint
 from .conv_layers import AvgPool2D, Conv2D, Flatten, MaxPool2D, Reshape
+from .distributed import Distributed
 from .errors import (
     BackendUnavailableError,
+    DistributedError,
     InputError,
     ModelFileError,
     NNBackError,
@@ -57,6 +59,8 @@ __all__ = [
     "Constant",
     "Conv2D",
     "Dense",
+    "Distributed",
+    "DistributedError",
     "Dropout",
     "EarlyStopping",
     "Flatten",

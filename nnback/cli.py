@@ -131,6 +131,13 @@ def command_train(args: argparse.Namespace) -> int:
 
     backend = get_backend(args.backend)
     hidden = check_train_options(args)  # every option, before any data is loaded
+    group = None
+    if getattr(args, "distributed", False):
+        from .distributed import Distributed
+
+        group = Distributed()  # without mpi4py: one line saying what to install
+    # Under mpiexec every rank runs this command; only rank 0 prints.
+    say = print if group is None or group.is_root else _silent
     X, y, X_test, y_test, _ = _load_dataset(args.dataset, args.data_dir, args.seed)
     n_classes = int(max(y.max(), y_test.max())) + 1
     model = build_classifier(
@@ -144,9 +151,10 @@ def command_train(args: argparse.Namespace) -> int:
         args.dtype,
         backend,
     )
-    print(
+    ranks = "" if group is None else f", data-parallel over {group.size} MPI ranks"
+    say(
         f"training {args.dataset}: {X.shape[0]} samples, {X.shape[1]} features, "
-        f"{n_classes} classes on the {backend.name} backend ({args.dtype})",
+        f"{n_classes} classes on the {backend.name} backend ({args.dtype}){ranks}",
         file=sys.stderr,
     )
     verbose = 0 if args.quiet else (1 if sys.stderr.isatty() else 2)
@@ -161,21 +169,28 @@ def command_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             validation_split=args.validation_split,
             verbose=verbose,
+            distributed=group if group is not None else False,
         )
     if history.interrupted:
-        return _stop_interrupted(args, model, history)
+        return _stop_interrupted(args, model, history, say)
     seconds = time.perf_counter() - started
     scores = model.evaluate(X_test, y_test)
     throughput = numpy.median(history["samples_per_second"])
-    print(
+    say(
         f"test accuracy {scores['accuracy']:.4f}, test loss {scores['loss']:.4f}; "
         f"{len(history.epoch)} epochs in {seconds:.1f} s "
         f"(median {throughput:,.0f} training samples/s)"
     )
     if args.save:
-        model.save(args.save)
+        model.save(args.save)  # distributed: rank 0 writes, every rank learns the outcome
         args.kept = [args.save]
-        print(f"saved the model to {args.save}")
+        say(f"saved the model to {args.save}")
+    if args.plot and group is not None:
+        if not group.is_root:
+            return 0
+        from .distributed import register
+
+        register(model, None)  # rank 0 plots alone: its predictions are local
     if args.plot:
         from . import plot
         from .datasets import CLASS_NAMES
@@ -191,7 +206,13 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop_interrupted(args: argparse.Namespace, model: Any, history: Any) -> int:
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """``print`` on the ranks other than 0."""
+
+
+def _stop_interrupted(
+    args: argparse.Namespace, model: Any, history: Any, say: Callable[..., None] = print
+) -> int:
     """Ctrl-C stopped training: keep the model only under a name that says it is partial,
     say on stderr what was kept, and exit 130 so that ``nnback train && deploy`` stops."""
     epoch, step = history.interrupted_at or (0, 0)
@@ -204,7 +225,7 @@ def _stop_interrupted(args: argparse.Namespace, model: Any, history: Any) -> int
         kept = f"kept the partial model in {partial}; {args.save} was not written"
     else:
         kept = "nothing was saved"
-    print(f"nnback: {where}: {kept}", file=sys.stderr)
+    say(f"nnback: {where}: {kept}", file=sys.stderr)
     return 130
 
 
@@ -291,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--plot", default=None, help="write training plots (PNG) to this folder")
     add("--quiet", action="store_true", help="no progress or per-epoch lines")
+    add(
+        "--distributed",
+        action="store_true",
+        help="train data-parallel over the MPI ranks of `mpiexec -n N nnback train "
+        "--distributed` (--batch-size is the global batch; needs pip install 'nnback[mpi]')",
+    )
     train.set_defaults(run=command_train)
 
     for name, (help_text, add_arguments, run) in EXTRA_COMMANDS.items():

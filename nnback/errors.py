@@ -35,5 +35,9 @@ class TrainingError(NNBackError, RuntimeError):
         self.step = step
 
 
+class DistributedError(TrainingError):
+    """Data-parallel training cannot go on: another MPI rank failed, or the ranks differ."""
+
+
 class ModelFileError(NNBackError, ValueError):
     """A saved model file is truncated, corrupted, of another format or of a newer version."""

@@ -17,6 +17,7 @@ from . import training
 from .activations import Activation, Softmax
 from .backends import Backend, get_backend
 from .callbacks import Callback, History
+from .distributed import group_of as distributed_group
 from .errors import InputError
 from .layer_base import Layer
 from .layers import Dense, Dropout, layer_from_config
@@ -289,6 +290,7 @@ class Sequential:
         verbose: int | str = "auto",
         clip_norm: float | None = None,
         capture: bool | None = None,
+        distributed: Any = False,
     ) -> History:
         """Train for ``epochs`` passes over ``X`` (n, n_features) and targets ``y``.
 
@@ -301,6 +303,10 @@ class Sequential:
         CUDA graph (the same kernels, bit for bit, with the host reading back every 64
         steps); ``False`` runs eager steps, ``None`` follows ``NNBACK_CAPTURE`` (default
         on). ``history.step_mode`` says which ran, and why eager steps ran.
+        ``distributed``: ``True`` (MPI's COMM_WORLD) or a :class:`~nnback.Distributed`
+        trains data-parallel over MPI ranks, ``batch_size`` being the global batch; then
+        ``evaluate``, ``predict`` and ``save`` of the model are collective
+        (``docs/distributed.md``).
         Returns the :class:`~nnback.callbacks.History` (also kept as ``model.history``).
         """
         return training.fit(
@@ -316,16 +322,30 @@ class Sequential:
             verbose=verbose,
             clip_norm=clip_norm,
             capture=capture,
+            distributed=distributed,
         )
 
-    def evaluate(self, X: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
-        """``{"loss", "data_loss", "regularization_loss", "accuracy"}`` on ``X``, ``y``."""
-        return training.evaluate(self, X, y, batch_size=batch_size)
+    def evaluate(
+        self, X: Any, y: Any, batch_size: int | None = None, distributed: Any = None
+    ) -> dict[str, float]:
+        """``{"loss", "data_loss", "regularization_loss", "accuracy"}`` on ``X``, ``y``.
 
-    def predict(self, X: Any, batch_size: int | None = None, to_numpy: bool = True) -> Any:
+        ``distributed``: None follows the last ``fit`` (collective over its MPI ranks, each
+        scoring a share, when it was distributed); False scores on this process alone.
+        """
+        return training.evaluate(self, X, y, batch_size=batch_size, distributed=distributed)
+
+    def predict(
+        self,
+        X: Any,
+        batch_size: int | None = None,
+        to_numpy: bool = True,
+        distributed: Any = None,
+    ) -> Any:
         """The output layer's values for ``X`` (n, n_features), e.g. class probabilities.
 
-        Returns a NumPy array, or a backend array with ``to_numpy=False``.
+        Returns a NumPy array, or a backend array with ``to_numpy=False``. ``distributed``
+        as in :meth:`evaluate` (each rank runs a share; every rank gets all the rows).
         """
         if not self.built:
             self.build()
@@ -338,6 +358,9 @@ class Sequential:
             else self.inference_batch()
         )
         backend = self.backend
+        group = distributed_group(self, distributed)
+        if group is not None:
+            return group.predict(self, X, size, to_numpy)
         result = None
         for start in range(0, n, size):
             out = self.forward(backend.asarray(X[start : start + size]), training=False)

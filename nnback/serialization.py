@@ -164,6 +164,17 @@ def save_model(model: Sequential, path: str | os.PathLike[str]) -> None:
     InputError
         ``path`` is a device, FIFO or socket: only a regular file is ever replaced.
     """
+    from .distributed import group_of
+
+    group = group_of(model)
+    if group is not None and group.size > 1:
+        # Trained data-parallel: every rank calls save, rank 0 alone writes the file.
+        group.save_on_root(lambda: _save_here(model, path), f"save({os.fspath(path)!r})")
+        return
+    _save_here(model, path)
+
+
+def _save_here(model: Sequential, path: str | os.PathLike[str]) -> None:
     if not model.built:
         model.build()
     path = os.fspath(path)

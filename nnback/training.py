@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy
 
+from . import distributed as _distributed
 from .callbacks import Callback, History, logged_keys
 from .captured import run_captured_steps
 from .errors import InputError, TrainingError
@@ -184,6 +185,8 @@ class _Trainer:
     def _choose_mode(self) -> str:
         """``"captured"`` or ``"eager (why)"``: whether full-size steps replay a CUDA graph."""
         wanted, why = capture_requested(self.settings.get("capture"))
+        if self.settings.get("data_parallel") is not None:
+            return self.settings["data_parallel"].step_mode()
         if not wanted:
             return f"eager ({why})"
         reason = self.model.backend.capture_unavailable()
@@ -256,7 +259,11 @@ class _Trainer:
             self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{total}", leave=False)
         first = 0
         plans = self.plans()
-        if plans is not None:
+        if self.settings.get("data_parallel") is not None:
+            # Each rank runs its share of every batch; nnback.distributed takes the steps.
+            loss_sum = self.settings["data_parallel"].epoch(self, epoch, order, snapshot, guard)
+            first = steps
+        elif plans is not None:
             # Every step as a graph replay (the shorter last batch from a graph of its own).
             host_order = numpy.arange(n) if permutation is None else permutation
             loss_sum = run_captured_steps(self, plans, epoch, host_order, snapshot, guard)
@@ -332,18 +339,23 @@ def fit(
     verbose: int | str,
     clip_norm: float | None,
     capture: bool | None = None,
+    distributed: Any = False,
 ) -> History:
     """See :meth:`Sequential.fit`."""
+    group = _distributed.resolve(distributed)  # without mpi4py: one line saying what to install
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size)
     validation_split = check_rate("validation_split", validation_split)
     if clip_norm is not None:
         clip_norm = check_positive_float("clip_norm", clip_norm)
     verbose = check_verbose(verbose)
+    if group is not None and not group.is_root:
+        verbose = 0  # only rank 0 prints progress
     callbacks = check_callbacks(callbacks)
     if not model.built:
         model.build()
     model._require("fit")
+    _distributed.register(model, group)
     backend = model.backend
     X = check_X("X", X, model.dtype, backend)
     check_features("X", X.shape[1], model.n_features, model.input_layer)
@@ -381,7 +393,10 @@ def fit(
         "epochs": epochs,
         "callbacks": callbacks,
         "capture": capture,
+        "data_parallel": None,
     }
+    if group is not None:
+        settings["data_parallel"] = _distributed.start(group, model, X, y)
     X = backend.asarray(X)
     trainer = _Trainer(model, X, _device_targets(model, X, y), settings)
     scorer = None
@@ -396,15 +411,23 @@ def fit(
                     callback.on_epoch_begin(epoch)
                 logs = trainer.epoch(epoch, guard)
                 history.step_mode = trainer.step_mode  # a plan may have turned out eager
-                if validation is not None:
+                if validation is not None and group is not None:
+                    scores = group.score(model, *validation, scorer.size)
+                    logs["val_loss"] = scores["loss"]
+                    logs["val_accuracy"] = scores["accuracy"]
+                elif validation is not None:
                     scores = scorer.score(trainer.step_mode == "captured")
                     logs["val_loss"] = scores["loss"]
                     logs["val_accuracy"] = scores["accuracy"]
                 history.append(epoch, logs)
                 if verbose:
                     print(_format_epoch(epoch + 1, epochs, logs), file=sys.stderr, flush=True)
-                for callback in callbacks:
-                    callback.on_epoch_end(epoch, logs)
+                if group is None:
+                    for callback in callbacks:
+                        callback.on_epoch_end(epoch, logs)
+                else:  # a callback failing on one rank (a full disk) stops every rank
+                    where = f"epoch {epoch + 1}'s callbacks"
+                    group.agree(where, _epoch_end, callbacks, epoch, logs)
                 if model.stop_training:
                     history.stopped_early = True
                     break
@@ -419,11 +442,20 @@ def fit(
             "weights of that step and the history the finished epochs",
             stacklevel=3,
         )
+    except BaseException as exc:
+        if group is not None:
+            _distributed.abort_unless_collective(group, exc)
+        raise
     finally:
         trainer.close_bar()
         for callback in callbacks:
             callback.on_train_end(history.last())
     return history
+
+
+def _epoch_end(callbacks: list[Callback], epoch: int, logs: dict[str, float]) -> None:
+    for callback in callbacks:
+        callback.on_epoch_end(epoch, logs)
 
 
 def _format_epoch(epoch: int, epochs: int, logs: dict[str, float]) -> str:
@@ -434,8 +466,11 @@ def _format_epoch(epoch: int, epochs: int, logs: dict[str, float]) -> str:
     return " - ".join(parts)
 
 
-def evaluate(model: Sequential, X: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
+def evaluate(
+    model: Sequential, X: Any, y: Any, batch_size: int | None = None, distributed: Any = None
+) -> dict[str, float]:
     """See :meth:`Sequential.evaluate`."""
+    group = _distributed.group_of(model, distributed)
     if not model.built:
         model.build()
     model._require("evaluate")
@@ -451,6 +486,8 @@ def evaluate(model: Sequential, X: Any, y: Any, batch_size: int | None = None) -
     )
     if getattr(model.metric, "precision", 0) is None:
         model.metric.prepare(y)
+    if group is not None:
+        return group.score(model, X, y, size)
     return _score(model, X, y, size)
 
 
