@@ -39,11 +39,13 @@ installs a ``sys.excepthook`` that prints the traceback and calls ``MPI_Abort`` 
 uncaught exception, as ``python -m mpi4py`` does (``abort_on_uncaught=False`` to opt out).
 ``mpiexec`` ends the whole job when a rank is killed.
 
-Backends: numpy and numba arrays are host buffers, reduced in place by MPI. CuPy arrays go
-through host staging (device to host, ``Allreduce``, host to device); NCCL between GPUs is
-not built yet. :attr:`Distributed.transport` says which is in force, and
-``history.step_mode`` says it too: distributed steps run eagerly (the captured CUDA-graph
-step does not take the allreduce).
+Backends (:mod:`nnback.distributed_transport`): numpy and numba arrays are host buffers,
+reduced in place by MPI. CuPy arrays are summed by NCCL between GPUs where it is available
+and initializes on every rank (one GPU per rank), else through host staging (device to
+host, ``Allreduce``, host to device); ``NNBACK_DISTRIBUTED_TRANSPORT=host`` forces staging.
+:attr:`Distributed.transport` says which is in force and why, and ``history.step_mode``
+says it too: distributed steps run eagerly (the captured CUDA-graph step does not take the
+allreduce).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy
 
+from . import distributed_transport as _transport
 from .errors import BackendUnavailableError, DistributedError, InputError, TrainingError
 
 if TYPE_CHECKING:
@@ -106,18 +109,28 @@ class Distributed:
     abort_on_uncaught : bool
         Install a ``sys.excepthook`` that calls ``MPI_Abort`` after printing an uncaught
         exception, so one failing rank ends the job instead of leaving the others waiting.
+    transport : {"auto", "host", "nccl"}, optional
+        How device (CuPy) gradients are summed: NCCL where it works, else host staging
+        (``auto``); always host staging (``host``); NCCL or an error (``nccl``). By default
+        the ``NNBACK_DISTRIBUTED_TRANSPORT`` environment variable, else ``auto``.
 
     Creating one is collective: every rank of ``comm`` must do it.
     """
 
-    def __init__(self, comm: Any = None, *, abort_on_uncaught: bool = True) -> None:
+    def __init__(
+        self, comm: Any = None, *, abort_on_uncaught: bool = True, transport: str | None = None
+    ) -> None:
+        _transport.mode_of(transport)  # a bad value fails here, on every rank
         MPI = _import_mpi()
         self.MPI = MPI
         base = MPI.COMM_WORLD if comm is None else comm
         self.comm = base.Dup()
         self.rank: int = self.comm.Get_rank()
         self.size: int = self.comm.Get_size()
-        self.transport = "host buffers (MPI Allreduce in place)"
+        self.requested_transport = transport
+        self.transport = _transport.HOST
+        self._transport: _transport.Transport | None = None
+        self.nccl_transport: _transport.NcclTransport | None = None  # kept between fits
         self.error: BaseException | None = None
         if abort_on_uncaught:
             _install_abort_hook(MPI)
@@ -147,17 +160,21 @@ class Distributed:
             total += row
         return total
 
+    def connect(self, backend: Any, flat: Any) -> _transport.Transport:
+        """Collective: choose how ``flat`` gradient buffers are summed (NCCL, host staging,
+        host buffers); :attr:`transport` then says which, and why."""
+        self._transport = _transport.choose(self, backend, flat)
+        self.transport = self._transport.description
+        return self._transport
+
     def allreduce_gradient(self, backend: Any, flat: Any) -> None:
         """Sum ``flat`` (the flat gradient buffer) over the ranks, in place."""
         if self.size == 1:
             return
-        if isinstance(flat, numpy.ndarray):
-            self.comm.Allreduce(self.MPI.IN_PLACE, flat, op=self.MPI.SUM)
-            return
-        # A device buffer: staged through host memory (NCCL is not built yet).
-        host = numpy.ascontiguousarray(backend.to_numpy(flat))
-        self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
-        backend.copy_into_inplace(flat, backend.asarray(host))
+        transport = self._transport
+        if transport is None or (transport.kind == "nccl" and transport.backend is not backend):
+            transport = _transport.Transport(self, backend, self.transport)
+        transport.allreduce(flat)
 
     def broadcast_buffer(self, backend: Any, flat: Any) -> None:
         """Copy rank 0's ``flat`` into every rank's."""
@@ -406,8 +423,6 @@ class DataParallel:
                 "a parameter array was replaced: call model.build() (or set_weights) instead"
             )
         self.pack = pack
-        if not isinstance(pack.grad, numpy.ndarray):
-            group.transport = "host staging (device -> host, MPI Allreduce, host -> device)"
         self.backend = backend
         # Dropout layers draw from model.rng; each gets a stand-in while fit runs.
         shapes = model.output_shapes()
@@ -540,7 +555,7 @@ class DataParallel:
                     )
                 except TrainingError as exc:
                     raise _collective(exc) from None
-            group.allreduce_gradient(backend, pack.grad)
+            self.transport.allreduce(pack.grad)
             if clip_norm is not None:
                 from .training import _gradient_norm
 
@@ -580,6 +595,9 @@ def start(group: Distributed, model: Sequential, X: Any, y: Any) -> DataParallel
     """Collective set-up of a distributed ``fit``: the same data and the same starting model
     (rank 0's) on every rank."""
     parallel = group.agree("setting up distributed training", lambda: DataParallel(group, model))
+    parallel.transport = group.agree(
+        "choosing the transport", group.connect, model.backend, parallel.pack.grad
+    )
     check_same_data(group, X, y, model.backend)
     parallel.synchronize_start()
     return parallel

@@ -101,6 +101,9 @@ class StrictArray:
     def data(self) -> _Pointer:
         """``cupy.ndarray.data``: ``.ptr`` is the address of the first element (for the fake
         device's cuBLAS, which reads memory by address as the real one does)."""
+        note = getattr(self._ns, "_note_address", None)
+        if note is not None:
+            note(self._data)
         return _Pointer(self._data.__array_interface__["data"][0])
 
     @property

@@ -49,6 +49,11 @@ class StreamState:
         self.capturing: FakeStream | None = None
         self.recorded: list[tuple[str, Callable[[], None]]] = []
         self.graphs_launched = 0
+        self._known: set[int] = {0}
+
+    def known(self, ptr: int) -> bool:
+        """Whether ``ptr`` is a stream of this device (0: the default stream)."""
+        return ptr in self._known
 
     def current(self) -> FakeStream:
         return self._current[-1]
@@ -85,6 +90,8 @@ class FakeStream:
     def __init__(self, streams: StreamState, ptr: int | None = None) -> None:
         self._streams = streams
         self.ptr = next(_STREAM_IDS) if ptr is None else ptr
+        if ptr is None:
+            streams._known.add(self.ptr)
 
     def __enter__(self) -> FakeStream:
         self._streams._current.append(self)

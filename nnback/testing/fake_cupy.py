@@ -31,6 +31,7 @@ fixture of ``tests/conftest.py``.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,20 +74,23 @@ class _Runtime:
         self._fake = fake
 
     def getDeviceCount(self) -> int:  # noqa: N802 (CuPy's name)
-        return 1
+        return self._fake.device_count
 
     def getDeviceProperties(self, device: int) -> dict[str, Any]:  # noqa: N802
         return {"name": f"fake GPU ({self._fake.device}, kernels run on the CPU)".encode()}
 
 
 class _Device:
-    """``cupy.cuda.Device()``: the one fake device."""
+    """``cupy.cuda.Device(i)``: one of the fake's ``device_count`` devices (the current one
+    by default). They share one memory: the index only says which GPU a rank would use."""
 
     def __init__(self, fake: FakeCupy, device: int | None = None) -> None:
-        if device not in (None, 0):
-            raise ValueError(f"the fake has one device (0), not {device}")
+        if device is None:
+            device = fake.current_device
+        if not isinstance(device, int) or not 0 <= device < fake.device_count:
+            raise ValueError(f"the fake has devices 0..{fake.device_count - 1}, not {device!r}")
         self._fake = fake
-        self.id = 0
+        self.id = device
         self.compute_capability = "90"
         self.attributes = {"MultiProcessorCount": fake.multiprocessors}
 
@@ -94,6 +98,11 @@ class _Device:
         # Kernels run synchronously on the CPU: nothing is ever pending.
         self._fake.streams.refuse("Device.synchronize()")
         self._fake.synchronizations += 1
+
+    def use(self) -> None:
+        """Make this device the current one."""
+        self._fake.streams.refuse("Device.use()")
+        self._fake.current_device = self.id
 
 
 class _Cuda:
@@ -112,6 +121,17 @@ class _Cuda:
 
     def get_current_stream(self) -> FakeStream:
         return self._fake.streams.current()
+
+    @property
+    def nccl(self) -> Any:
+        """``cupy.cuda.nccl``: the fake's :class:`~nnback.testing.fake_nccl.FakeNccl`, or the
+        ImportError of a CuPy without NCCL (the default: ``FakeCupy(nccl=...)`` adds it)."""
+        found = self._fake.nccl
+        if found is None:
+            raise ImportError("the fake CuPy device was made without NCCL (FakeCupy(nccl=True))")
+        if isinstance(found, BaseException):
+            raise found
+        return found
 
 
 class _MemoryPool:
@@ -241,7 +261,13 @@ class FakeCupy(StrictNamespace):
         Calls of ``cuda.Device().synchronize()``.
     """
 
-    def __init__(self, device: str = "fake-cupy:0", multiprocessors: int = 2) -> None:
+    def __init__(
+        self,
+        device: str = "fake-cupy:0",
+        multiprocessors: int = 2,
+        device_count: int = 1,
+        nccl: Any = None,
+    ) -> None:
         super().__init__(device)
         self.__name__ = f"fake cupy [{device}]"
         self.multiprocessors = multiprocessors
@@ -252,6 +278,47 @@ class FakeCupy(StrictNamespace):
         self.synchronizations = 0
         self.streams = StreamState()
         self.cublas_library = FakeCublasLibrary(self.streams)
+        self.device_count = device_count
+        self.current_device = 0
+        # Arrays whose address was taken (``.data.ptr``): what raw-pointer APIs may address.
+        self._addressed: dict[int, weakref.ref[numpy.ndarray]] = {}
+        if nccl is True or isinstance(nccl, dict):
+            from .fake_nccl import FakeNccl
+
+            nccl = FakeNccl(self, **(nccl if isinstance(nccl, dict) else {}))
+        self.nccl = nccl
+
+    def _note_address(self, data: numpy.ndarray) -> None:
+        """Called by ``StrictArray.data``: remember the memory block it lies in."""
+        base = data
+        while isinstance(base.base, numpy.ndarray):
+            base = base.base
+        start = base.__array_interface__["data"][0]
+        if start not in self._addressed or self._addressed[start]() is None:
+            if len(self._addressed) > 256:
+                self._addressed = {k: r for k, r in self._addressed.items() if r() is not None}
+            self._addressed[start] = weakref.ref(base)
+
+    def buffer_at(self, ptr: int, dtype: numpy.dtype, count: int, what: str) -> numpy.ndarray:
+        """The ``count`` elements of ``dtype`` at device address ``ptr``, as a writable host
+        view: refused (NcclError, invalid argument) unless they lie inside one live array of
+        this device of that dtype whose address was taken."""
+        from .fake_nccl import NcclError
+
+        nbytes = count * dtype.itemsize
+        for start, ref in self._addressed.items():
+            base = ref()
+            if base is None or not start <= ptr < start + max(base.nbytes, 1):
+                continue
+            if base.dtype != dtype:
+                raise NcclError(4, f"{what}: {dtype} data type for a {base.dtype} buffer")
+            if ptr + nbytes > start + base.nbytes or (ptr - start) % dtype.itemsize:
+                raise NcclError(4, f"{what}: {count} elements at {ptr:#x} overrun the buffer")
+            if not base.flags.writeable:
+                raise NcclError(4, f"{what}: read-only memory")
+            offset = (ptr - start) // dtype.itemsize
+            return base.reshape(-1)[offset : offset + count]
+        raise NcclError(4, f"{what}: {ptr:#x} is not the address of memory on this device")
 
     def _check_allowed(self, what: str) -> None:
         self.streams.refuse(what)
@@ -286,11 +353,14 @@ def fake_cupy_unavailable_reason() -> str | None:
     return None
 
 
-def make_fake_cupy_backend(multiprocessors: int = 2) -> Backend:
-    """A ``CupyBackend`` on a new :class:`FakeCupy` device (fresh counters)."""
+def make_fake_cupy_backend(
+    multiprocessors: int = 2, device_count: int = 1, nccl: Any = None
+) -> Backend:
+    """A ``CupyBackend`` on a new :class:`FakeCupy` device (fresh counters); ``nccl=True``
+    (or FakeNccl's keyword arguments as a dict) gives it a fake ``cupy.cuda.nccl``."""
     from ..backends.cupy_backend import CupyBackend
 
-    fake = FakeCupy(multiprocessors=multiprocessors)
+    fake = FakeCupy(multiprocessors=multiprocessors, device_count=device_count, nccl=nccl)
     return CupyBackend(xp=fake, cublas=fake.cublas_library)
 
 
