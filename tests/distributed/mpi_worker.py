@@ -98,6 +98,100 @@ def scenario_parity(group: nb.Distributed, out: dict) -> None:
         out["transport"] = group.transport
 
 
+# Small, so that the fake device (CUDA kernels run on the CPU) stays quick: 2 epochs of 4
+# steps of global batch 8 (a last batch of 5 rows, uneven over 2 and 3 ranks).
+NCCL_CASES = [
+    ("f64-adam-dropout-l1l2", "float64", 0.25, 1e-3, "adam", 29, 8),
+    ("f32-adam-dropout-l1l2", "float32", 0.25, 1e-3, "adam", 29, 8),
+]
+
+
+def _fake_backend(group: nb.Distributed, **options: Any) -> Any:
+    from nnback import distributed_transport
+    from nnback.testing.fake_cupy import make_fake_cupy_backend
+
+    backend = make_fake_cupy_backend(**options)
+    distributed_transport.use_local_device(group, backend.xp)
+    return backend
+
+
+def _trained(group: nb.Distributed, backend: Any) -> dict:
+    result = train_cases(group, backend, NCCL_CASES)
+    result["transport"] = group.transport
+    result["nccl_launches"] = backend.xp.kernels_launched().count("ncclAllReduce")
+    return result
+
+
+def _failure(work: Any) -> str | None:
+    try:
+        work()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def scenario_nccl(group: nb.Distributed, out: dict) -> None:
+    """The cupy backend's transports on fake devices: NCCL, host staging forced by the
+    argument and by the environment, the fallbacks and the fake NCCL's refusals."""
+    from nnback import distributed_transport
+
+    size = group.size
+    out["nccl"] = _trained(group, _fake_backend(group, device_count=size, nccl=True))
+    forced = nb.Distributed(transport="host")
+    out["host"] = _trained(forced, _fake_backend(forced, device_count=size, nccl=True))
+    os.environ[distributed_transport.ENVIRONMENT] = "host"
+    by_environment = nb.Distributed()
+    backend = _fake_backend(by_environment, device_count=size, nccl=True)
+    out["environment"] = _trained(by_environment, backend)
+    del os.environ[distributed_transport.ENVIRONMENT]
+    # No NCCL in this CuPy build (the import fails), or two ranks on one GPU: host staging.
+    short = NCCL_CASES[:1]
+    missing = ImportError("libnccl.so.2: cannot open shared object file")
+    backend = _fake_backend(group, device_count=size, nccl=missing)
+    out["no_nccl"] = (train_cases(group, backend, short), group.transport)
+    backend = _fake_backend(group, device_count=1, nccl=True)
+    out["one_gpu"] = (train_cases(group, backend, short), group.transport)
+    required = nb.Distributed(transport="nccl")
+    backend = _fake_backend(required, device_count=size, nccl=missing)
+    out["required"] = _failure(lambda: train_cases(required, backend, short))
+
+    # The fake NCCL refuses misuse as NCCL would.
+    backend = _fake_backend(group, device_count=size, nccl=True)
+    xp = backend.xp
+    nccl = xp.cuda.nccl
+    uid = group.comm.bcast(nccl.get_unique_id() if group.rank == 0 else None)
+    comm = nccl.NcclCommunicator(size, uid, group.rank)
+    grad = xp.asarray(numpy.arange(6.0) * (group.rank + 1))
+    ptr, stream = grad.data.ptr, xp.cuda.get_current_stream().ptr
+    f64, f32, add = nccl.NCCL_FLOAT64, nccl.NCCL_FLOAT32, nccl.NCCL_SUM
+    refusals = {
+        "dtype": _failure(lambda: comm.allReduce(ptr, ptr, 6, f32, add, stream)),
+        "overrun": _failure(lambda: comm.allReduce(ptr, ptr, 7, f64, add, stream)),
+        "pointer": _failure(lambda: comm.allReduce(ptr + 2**40, ptr, 6, f64, add, stream)),
+        "stream": _failure(lambda: comm.allReduce(ptr, ptr, 6, f64, add, 12345)),
+        "counts": _failure(lambda: comm.allReduce(ptr, ptr, 6 - group.rank % 2, f64, add, stream)),
+        "ranks": _failure(lambda: nccl.NcclCommunicator(size, uid, 0)),
+    }
+    shared = _fake_backend(group, device_count=1, nccl=True).xp.cuda.nccl
+    refusals["duplicate"] = _failure(lambda: shared.NcclCommunicator(size, uid, group.rank))
+    comm.allReduce(ptr, ptr, 6, f64, add, stream)
+    out["sum"] = backend.to_numpy(grad)
+    # Captured: recorded on the capturing stream, run at each replay; refused on another.
+    capturing = xp.cuda.Stream(non_blocking=True)
+    with capturing:
+        capturing.begin_capture()
+        refusals["other_stream"] = _failure(lambda: comm.allReduce(ptr, ptr, 6, f64, add, stream))
+        comm.allReduce(ptr, ptr, 6, f64, add, capturing.ptr)
+        graph = capturing.end_capture()
+    out["before_replay"] = backend.to_numpy(grad)
+    graph.launch()
+    out["after_replay"] = backend.to_numpy(grad)
+    out["graph_nodes"] = graph.node_names()
+    out["refusals"] = refusals
+    comm.destroy()
+    refusals["destroyed"] = _failure(lambda: comm.allReduce(ptr, ptr, 6, f64, add, stream))
+
+
 def scenario_control(group: nb.Distributed, out: dict) -> None:
     """The NaN guard, Ctrl-C on one rank, a failing callback on one rank, saving."""
     X, y = data(64)
@@ -215,9 +309,13 @@ def main() -> None:
     scenario, folder = sys.argv[1], sys.argv[2]
     group = nb.Distributed()
     out: dict = {"rank": group.rank, "size": group.size}
-    {"parity": scenario_parity, "control": scenario_control, "uncaught": scenario_uncaught}[
-        scenario
-    ](group, out)
+    scenarios = {
+        "parity": scenario_parity,
+        "control": scenario_control,
+        "uncaught": scenario_uncaught,
+        "nccl": scenario_nccl,
+    }
+    scenarios[scenario](group, out)
     with open(os.path.join(folder, f"rank{group.rank}.pkl"), "wb") as handle:
         pickle.dump(out, handle)
 

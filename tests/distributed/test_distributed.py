@@ -131,6 +131,70 @@ def test_n_ranks_end_where_one_process_ends(ranks, tmp_path, one_process):
 
 @needs_mpi
 @pytest.mark.parametrize("ranks", [2, 3])
+def test_cupy_gradients_go_through_nccl_on_fake_devices(ranks, tmp_path):
+    """The NCCL transport on fake devices (one per rank, NCCL over the job's MPI ranks):
+    the same end as one process, bit-identical ranks; host staging forced by argument or
+    environment ends alike; without NCCL, or with two ranks on one GPU, host staging says
+    why; the fake NCCL refuses misuse and is captured into a CUDA graph."""
+    outputs = run_worker(ranks, "nccl", tmp_path)
+    one = mpi_worker.train_cases(False, cases=mpi_worker.NCCL_CASES)
+    steps = sum(mpi_worker.EPOCHS * -(-n // b) for *_, n, b in mpi_worker.NCCL_CASES)
+    for out in outputs:
+        nccl, host = out["nccl"], out["host"]
+        assert nccl["transport"].startswith(f"NCCL (cupy.cuda.nccl, NCCL 2.18.5, GPU {out['rank']}")
+        assert nccl["nccl_launches"] == steps  # one allReduce per step, nothing else
+        assert host["transport"].endswith("NCCL not used: transport='host'")
+        assert out["environment"]["transport"].endswith(
+            "NCCL not used: NNBACK_DISTRIBUTED_TRANSPORT=host"
+        )
+        assert host["nccl_launches"] == out["environment"]["nccl_launches"] == 0
+        for name, dtype, *_ in mpi_worker.NCCL_CASES:
+            got = nccl[name]
+            assert "gradients through NCCL" in got["step_mode"]
+            numpy.testing.assert_array_equal(got["weights"], outputs[0]["nccl"][name]["weights"])
+            assert got["loss"] == outputs[0]["nccl"][name]["loss"]
+            tol = tolerance(dtype)
+            numpy.testing.assert_allclose(got["weights"], one[name]["weights"], **tol)
+            numpy.testing.assert_allclose(got["predict"], one[name]["predict"], **tol)
+            # Host staging sums the same two numbers (2 ranks: a + b either way) or three
+            # in MPI's order, which may differ from NCCL's rank order: within tolerance.
+            numpy.testing.assert_allclose(host[name]["weights"], got["weights"], **tol)
+            if ranks == 2:
+                numpy.testing.assert_array_equal(host[name]["weights"], got["weights"])
+            numpy.testing.assert_array_equal(
+                out["environment"][name]["weights"], host[name]["weights"]
+            )
+        cases, transport = out["no_nccl"]
+        assert transport.startswith("host staging") and (
+            "cupy.cuda.nccl unavailable on rank 0 (ImportError: libnccl.so.2" in transport
+        )
+        name, dtype = mpi_worker.NCCL_CASES[0][:2]
+        numpy.testing.assert_allclose(
+            cases[name]["weights"], one[name]["weights"], **tolerance(dtype)
+        )
+        cases, transport = out["one_gpu"]
+        assert "NCCL not used: two ranks share one GPU (rank 0: GPU 0" in transport
+        assert out["required"].startswith("DistributedError: NNBACK_DISTRIBUTED_TRANSPORT=nccl")
+        refusals = out["refusals"]
+        assert "float32 data type for a float64 buffer" in refusals["dtype"]
+        assert "overrun the buffer" in refusals["overrun"]
+        assert "is not the address of memory on this device" in refusals["pointer"]
+        assert "stream 0x3039 is not a stream here" in refusals["stream"]
+        assert "allReduce calls differ" in refusals["counts"]
+        assert "each NCCL rank once" in refusals["ranks"]
+        assert "Duplicate GPU detected" in refusals["duplicate"]
+        assert "is capturing (the capture would be invalidated)" in refusals["other_stream"]
+        assert "destroyed communicator" in refusals["destroyed"]
+        # sum over ranks of arange(6) * (rank + 1), once eagerly, once more at the replay.
+        factor = ranks * (ranks + 1) // 2
+        numpy.testing.assert_array_equal(out["sum"], numpy.arange(6.0) * factor)
+        numpy.testing.assert_array_equal(out["before_replay"], out["sum"])  # recorded only
+        numpy.testing.assert_array_equal(out["after_replay"], out["sum"] * ranks)
+        assert out["graph_nodes"] == ["ncclAllReduce"]
+
+
+@needs_mpi
+@pytest.mark.parametrize("ranks", [2, 3])
 def test_nan_ctrl_c_failure_and_saving_stop_or_act_on_every_rank(ranks, tmp_path):
     outputs = run_worker(ranks, "control", tmp_path)
     last = ranks - 1
