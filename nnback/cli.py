@@ -136,6 +136,10 @@ def command_train(args: argparse.Namespace) -> int:
         from .distributed import Distributed
 
         group = Distributed()  # without mpi4py: one line saying what to install
+        if backend.name == "cupy":  # one GPU per rank (NCCL needs it), before the model
+            from .distributed_transport import use_local_device
+
+            use_local_device(group, backend.xp)
     # Under mpiexec every rank runs this command; only rank 0 prints.
     say = print if group is None or group.is_root else _silent
     X, y, X_test, y_test, _ = _load_dataset(args.dataset, args.data_dir, args.seed)

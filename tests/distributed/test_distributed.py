@@ -266,6 +266,14 @@ def test_without_mpi4py_distributed_fails_in_one_line(monkeypatch):
     assert "pip install 'nnback[mpi]'" in message
 
 
+def test_transport_choice_is_checked(monkeypatch):
+    with pytest.raises(nb.InputError, match="transport"):
+        nb.Distributed(transport="infiniband")
+    monkeypatch.setenv("NNBACK_DISTRIBUTED_TRANSPORT", "gloo")
+    with pytest.raises(nb.InputError, match="NNBACK_DISTRIBUTED_TRANSPORT='gloo'"):
+        nb.Distributed()
+
+
 def test_distributed_argument_is_checked():
     model = mpi_worker.make_model("float64", 0.0, 0.0, "adam")
     X, y = mpi_worker.data(16)
