@@ -227,15 +227,17 @@ def test_train_defaults_to_the_mlp(capsys: pytest.CaptureFixture[str]) -> None:
         ),
         (
             ["--dropout", "0.5"],
-            "--dropout does not apply to --model mlp: it is an option of --model cnn; "
-            "leave it out",
+            "--dropout does not apply to --model mlp: it is an option of --model cnn; leave it out",
         ),
         (
             ["--model", "cnn", "--dataset", "spiral"],
             "--dataset spiral: --model cnn takes 28x28 images; use one of sample, mnist, "
             "fashion-mnist",
         ),
-        (["--model", "cnn", "--dropout", "1"], "--dropout: expected a number in [0.0, 1.0), got 1.0"),
+        (
+            ["--model", "cnn", "--dropout", "1"],
+            "--dropout: expected a number in [0.0, 1.0), got 1.0",
+        ),
     ],
 )
 def test_options_that_do_not_apply_to_the_model_are_one_line_errors(
