@@ -47,6 +47,12 @@ def main() -> None:
         default=0.25,
         help="dropout rate before each Dense layer, 0 for none (default: 0.25)",
     )
+    parser.add_argument(
+        "--test-each-epoch",
+        action="store_true",
+        help="also print the test accuracy after every epoch (passed to fit as validation "
+        "data, shown as val_acc; for watching a long run only: nothing is chosen by it)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="(default: 0)")
     parser.add_argument("--save", default=None, help="save the trained model here")
     args = parser.parse_args()
@@ -66,7 +72,10 @@ def main() -> None:
         f"backend {backend.name}, batch {args.batch_size}, dropout {args.dropout}"
     )
     started = time.perf_counter()
-    history = model.fit(X, y, epochs=args.epochs, batch_size=args.batch_size, verbose=2)
+    watch = (X_test, y_test) if args.test_each_epoch else None
+    history = model.fit(
+        X, y, epochs=args.epochs, batch_size=args.batch_size, validation_data=watch, verbose=2
+    )
     seconds = time.perf_counter() - started
     scores = model.evaluate(X_test, y_test)
     reference = "quick run" if args.quick else "the MLP example: about 0.886"
