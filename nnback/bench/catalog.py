@@ -412,9 +412,12 @@ def quick_workloads(settings: Settings) -> list[Workload]:
     """The subset ``nnback bench`` runs by default (about a minute on 2 cores).
 
     End to end: a training epoch of 784-256-128-10 (float32) at batch 32, 128 and 1024, the
-    per-step overhead of 784-32-10, inference at batch 1024. Per op (float32, batch 128):
-    dense forward 784->256 and backward 256->128, the fused epilogues, softmax +
-    cross-entropy and the Adam step over 784x256. Then the ceilings those refer to.
+    CNN of issue 14 at batch 32 and 128 (at most 4,096 samples an epoch) beside PyTorch as
+    users run it, the per-step overhead of 784-32-10, inference at batch 1024. Per op
+    (float32, batch 128): dense forward 784->256 and backward 256->128, the fused
+    epilogues, softmax + cross-entropy, the Adam step over 784x256, the CNN's second
+    convolution forward and backward, its im2col and col2im, and the first max pool
+    forward and backward. Then the ceilings those refer to.
     """
     quick_families = ("train_epoch", "train_step_overhead", "inference") + FAMILY_ORDER[7:-1]
     families = _families()
