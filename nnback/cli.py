@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dropout",
         type=float,
         default=None,
-        help="dropout rate before each Dense layer; --model cnn only (default: 0.25)",
+        help="dropout rate before each Dense layer; --model cnn only (default: 0, none)",
     )
     add(
         "--optimizer",

@@ -143,7 +143,7 @@ def partial_name(path: str) -> str:
 #: them when given (its architecture is fixed, :func:`nnback.zoo.build_cnn`).
 MLP_ONLY_DEFAULTS = {"hidden": "256,128", "activation": "relu"}
 #: The CNN's options and defaults (refused with ``--model mlp``).
-CNN_ONLY_DEFAULTS = {"dropout": 0.25}
+CNN_ONLY_DEFAULTS = {"dropout": 0.0}
 #: Datasets of 28 x 28 images, the only ones the CNN takes.
 IMAGE_DATASETS = ("sample", "mnist", "fashion-mnist")
 
