@@ -54,3 +54,37 @@ def test_loss(benchmark: Any, workload: Workload) -> None:
 def test_optimizer_step(benchmark: Any, workload: Workload) -> None:
     """Each optimizer's in-place step over a 784x256 or 256x128 weight matrix."""
     run_pytest_benchmark(benchmark, workload)
+
+
+# The CNN's ops (issue 14), at the shapes of its layers: conv1 (1 -> 32 channels, 28x28),
+# conv2 (32 -> 64, 13x13), the 2x2 max pools after them.
+
+
+def test_conv2d_forward(benchmark: Any, workload: Workload) -> None:
+    """im2col + GEMM + bias + ReLU, as the model calls it."""
+    run_pytest_benchmark(benchmark, workload)
+
+
+def test_conv2d_backward(benchmark: Any, workload: Workload) -> None:
+    """ReLU backward + bias gradient, ``dW`` and (not for conv1) ``dX`` through col2im."""
+    run_pytest_benchmark(benchmark, workload)
+
+
+def test_maxpool2d_forward(benchmark: Any, workload: Workload) -> None:
+    """2x2 max pooling, argmax kept for the backward pass."""
+    run_pytest_benchmark(benchmark, workload)
+
+
+def test_maxpool2d_backward(benchmark: Any, workload: Workload) -> None:
+    """Each gradient to its window's maximum."""
+    run_pytest_benchmark(benchmark, workload)
+
+
+def test_im2col(benchmark: Any, workload: Workload) -> None:
+    """The conv layers' patch matrices alone."""
+    run_pytest_benchmark(benchmark, workload)
+
+
+def test_col2im(benchmark: Any, workload: Workload) -> None:
+    """The adjoint of im2col: patch gradients summed back into the images."""
+    run_pytest_benchmark(benchmark, workload)

@@ -144,21 +144,37 @@ def command_train(args: argparse.Namespace) -> int:
     say = print if group is None or group.is_root else _silent
     X, y, X_test, y_test, _ = _load_dataset(args.dataset, args.data_dir, args.seed)
     n_classes = int(max(y.max(), y_test.max())) + 1
-    model = build_classifier(
-        X.shape[1],
-        n_classes,
-        hidden,
-        args.activation,
-        args.optimizer,
-        args.lr,
-        args.seed,
-        args.dtype,
-        backend,
-    )
+    if args.model == "cnn":
+        from .zoo import build_cnn
+
+        model = build_cnn(
+            args.optimizer,
+            args.lr,
+            args.seed,
+            args.dtype,
+            backend,
+            n_classes=n_classes,
+            dropout=args.dropout,
+        )
+        what = f"the CNN (dropout {args.dropout})"
+    else:
+        model = build_classifier(
+            X.shape[1],
+            n_classes,
+            hidden,
+            args.activation,
+            args.optimizer,
+            args.lr,
+            args.seed,
+            args.dtype,
+            backend,
+        )
+        what = "an MLP " + "-".join(str(width) for width in [X.shape[1], *hidden, n_classes])
     ranks = "" if group is None else f", data-parallel over {group.size} MPI ranks"
     say(
         f"training {args.dataset}: {X.shape[0]} samples, {X.shape[1]} features, "
-        f"{n_classes} classes on the {backend.name} backend ({args.dtype}){ranks}",
+        f"{n_classes} classes on the {backend.name} backend ({args.dtype}); model: {what}"
+        f"{ranks}",
         file=sys.stderr,
     )
     verbose = 0 if args.quiet else (1 if sys.stderr.isatty() else 2)
@@ -258,8 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
-        help="train an MLP classifier and report test accuracy",
-        description="Train an MLP classifier, then report its test accuracy and speed.",
+        help="train an MLP or a CNN classifier and report test accuracy",
+        description="Train an MLP (or, with --model cnn, a small convolutional network), "
+        "then report its test accuracy and speed.",
         formatter_class=ShowDefaults,
     )
     add = train.add_argument
@@ -281,12 +298,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--epochs", type=int, default=10, help="passes over the training set")
     add("--batch-size", type=int, default=64, help="samples per optimizer step")
-    add("--hidden", default="256,128", help="hidden layer sizes, comma-separated")
+    add(
+        "--model",
+        default="mlp",
+        choices=["mlp", "cnn"],
+        help="'cnn': Conv(32, 3x3) ReLU MaxPool(2), Conv(64, 3x3) ReLU MaxPool(2), "
+        "Dense(128) ReLU, Dense(classes), the network of examples/fashion_mnist_cnn.py "
+        "(28x28 image datasets only)",
+    )
+    add(
+        "--hidden",
+        default=None,
+        help="hidden layer sizes, comma-separated; --model mlp only (default: 256,128)",
+    )
     add(
         "--activation",
-        default="relu",
+        default=None,
         choices=["relu", "leaky_relu", "tanh", "sigmoid"],
-        help="activation of the hidden layers",
+        help="activation of the hidden layers; --model mlp only (default: relu)",
+    )
+    add(
+        "--dropout",
+        type=float,
+        default=None,
+        help="dropout rate before each Dense layer; --model cnn only (default: 0, none)",
     )
     add(
         "--optimizer",

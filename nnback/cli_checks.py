@@ -139,9 +139,50 @@ def partial_name(path: str) -> str:
     return f"{stem}.partial{extension or '.npz'}"
 
 
+#: ``nnback train`` options that shape an MLP, with their defaults: ``--model cnn`` refuses
+#: them when given (its architecture is fixed, :func:`nnback.zoo.build_cnn`).
+MLP_ONLY_DEFAULTS = {"hidden": "256,128", "activation": "relu"}
+#: The CNN's options and defaults (refused with ``--model mlp``).
+CNN_ONLY_DEFAULTS = {"dropout": 0.0}
+#: Datasets of 28 x 28 images, the only ones the CNN takes.
+IMAGE_DATASETS = ("sample", "mnist", "fashion-mnist")
+
+
+def check_model_options(args: argparse.Namespace) -> None:
+    """Refuse the options that do not apply to ``--model`` (given explicitly), then fill in
+    the defaults of those that do. One line each, before anything is loaded."""
+    model = getattr(args, "model", "mlp")
+    refused, kept = (
+        (MLP_ONLY_DEFAULTS, CNN_ONLY_DEFAULTS)
+        if model == "cnn"
+        else (CNN_ONLY_DEFAULTS, MLP_ONLY_DEFAULTS)
+    )
+    for option in refused:
+        if getattr(args, option, None) is not None:
+            flag = "--" + option.replace("_", "-")
+            what = (
+                "the CNN's layers are fixed (nnback.zoo.build_cnn)"
+                if model == "cnn"
+                else "it is an option of --model cnn"
+            )
+            raise NNBackError(f"{flag} does not apply to --model {model}: {what}; leave it out")
+    for option, default in kept.items():
+        if getattr(args, option, None) is None:
+            setattr(args, option, default)
+    if model == "cnn" and args.dataset not in IMAGE_DATASETS:
+        raise NNBackError(
+            f"--dataset {args.dataset}: --model cnn takes 28x28 images; use one of "
+            f"{', '.join(IMAGE_DATASETS)}"
+        )
+    if model == "cnn":
+        check_rate("--dropout", args.dropout)
+
+
 def check_train_options(args: argparse.Namespace) -> list[int]:
-    """Every check ``nnback train`` can make before loading data; returns the hidden sizes."""
-    hidden = hidden_sizes(args.hidden)
+    """Every check ``nnback train`` can make before loading data; returns the hidden sizes
+    (empty for ``--model cnn``)."""
+    check_model_options(args)
+    hidden = hidden_sizes(args.hidden) if args.model == "mlp" else []
     for option in ("epochs", "batch_size"):
         value = getattr(args, option)
         if value < 1:
@@ -150,8 +191,9 @@ def check_train_options(args: argparse.Namespace) -> list[int]:
     check_seed(args.seed)
     check_learning_rate(args.lr)
     check_rate("--validation-split", args.validation_split)
-    n_features, n_classes = DATASET_SHAPES[args.dataset]
-    check_network_size(n_features, hidden, n_classes, args.batch_size, args.dtype)
+    if args.model == "mlp":
+        n_features, n_classes = DATASET_SHAPES[args.dataset]
+        check_network_size(n_features, hidden, n_classes, args.batch_size, args.dtype)
     if args.save:
         check_save_destination(args.save)
     if args.plot:

@@ -168,3 +168,81 @@ def test_the_save_is_loadable_on_the_strict_device(tmp_path: Path) -> None:
     device = nb.load_model(path, backend=StrictBackend())
     X = numpy.random.default_rng(0).uniform(-1, 1, size=(7, 2))
     numpy.testing.assert_array_equal(device.predict(X), host.predict(X))
+
+
+# --model cnn (issue 14): the CNN of nnback.zoo on image datasets.
+
+
+@pytest.fixture()
+def _small_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sample cut to 256 training and 128 test images: a CNN epoch on the numpy
+    backend then takes about a second instead of twenty."""
+    import nnback.cli as cli
+
+    def load(name: str, data_dir: str | None, seed: int) -> tuple:
+        assert name == "sample"
+        (X, y), (X_test, y_test) = load_sample()
+        return X[:256], y[:256], X_test[:128], y_test[:128], "classification"
+
+    monkeypatch.setattr(cli, "_load_dataset", load)
+
+
+@pytest.mark.usefixtures("_small_sample")
+def test_train_a_cnn_and_save_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from nnback.conv_layers import Conv2D
+
+    path = tmp_path / "cnn.npz"
+    arguments = ["train", "--model", "cnn", "--epochs", "1", "--quiet", "--save", str(path)]
+    assert main([*arguments, "--dropout", "0.1", "--validation-split", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "model: the CNN (dropout 0.1)" in captured.err
+    match = re.search(r"test accuracy (\d\.\d{4}), test loss", captured.out)
+    assert match, captured.out
+    model = nb.load_model(path)
+    convs = [(c.in_channels, c.out_channels) for c in model.layers if isinstance(c, Conv2D)]
+    assert convs == [(1, 32), (32, 64)]
+    assert [layer.n_neurons for layer in model.layers if isinstance(layer, nb.Dense)] == [128, 10]
+    _, (X_test, y_test) = load_sample()
+    scores = model.evaluate(X_test[:128], y_test[:128])
+    assert round(scores["accuracy"], 4) == float(match.group(1))
+
+
+def test_train_defaults_to_the_mlp(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(SPIRAL) == 0
+    assert "model: an MLP 2-4-3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["--model", "cnn", "--hidden", "32"],
+            "--hidden does not apply to --model cnn: the CNN's layers are fixed "
+            "(nnback.zoo.build_cnn); leave it out",
+        ),
+        (
+            ["--model", "cnn", "--activation", "tanh"],
+            "--activation does not apply to --model cnn: the CNN's layers are fixed "
+            "(nnback.zoo.build_cnn); leave it out",
+        ),
+        (
+            ["--dropout", "0.5"],
+            "--dropout does not apply to --model mlp: it is an option of --model cnn; leave it out",
+        ),
+        (
+            ["--model", "cnn", "--dataset", "spiral"],
+            "--dataset spiral: --model cnn takes 28x28 images; use one of sample, mnist, "
+            "fashion-mnist",
+        ),
+        (
+            ["--model", "cnn", "--dropout", "1"],
+            "--dropout: expected a number in [0.0, 1.0), got 1.0",
+        ),
+    ],
+)
+def test_options_that_do_not_apply_to_the_model_are_one_line_errors(
+    capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    assert main(["train", "--epochs", "1", *arguments]) == 2
+    # Refused before any data is loaded or any model built: the error is the only line.
+    assert capsys.readouterr().err.strip() == f"nnback: error: {message}"

@@ -88,3 +88,11 @@ def test_one_vs_seven_uses_real_handwritten_digits_offline() -> None:
     assert "data: scikit-learn's load_digits, real handwritten 1s and 7s" in result.stdout
     assert "Fashion" not in result.stdout + result.stderr
     assert _accuracy(result.stdout) > 0.9
+
+
+def test_fashion_mnist_cnn_has_a_quick_run() -> None:
+    result = _run("fashion_mnist_cnn.py", "--quick")
+    assert result.returncode == 0, result.stderr
+    assert "quick run" in result.stdout
+    assert "dropout 0.0" in result.stdout
+    assert _accuracy(result.stdout) > 0.4  # one epoch on 1,000 images; chance is 0.1

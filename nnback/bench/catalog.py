@@ -13,6 +13,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .ceiling import CEILING_FAMILY, ceiling_workload, device_backend_name
+from .conv import (
+    CNN_BATCHES,
+    CNN_NETWORK,
+    CNN_OP_FAMILIES,
+    cnn_samples,
+    conv_op_workload,
+)
 from .data import (
     DEFAULT_SAMPLES,
     DTYPES,
@@ -84,8 +91,11 @@ FAMILY_ORDER = (
     "softmax_crossentropy",
     "loss",
     "optimizer_step",
+    *CNN_OP_FAMILIES,
     CEILING_FAMILY,
 )
+#: Conv ops with a PyTorch counterpart (the kernels its autograd calls).
+TORCH_CONV_OPS = ("conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward")
 
 
 def _default_backends() -> tuple[tuple[str, str | None], ...]:
@@ -189,6 +199,15 @@ def _train_epoch(settings: Settings) -> list[Workload]:
                     ),
                     (TORCH, TORCH_TUNED, SKLEARN),
                 )
+    # The CNN of issue 14: float32, beside PyTorch (scikit-learn has no CNN).
+    for batch in CNN_BATCHES:
+        found += _expand(
+            settings,
+            lambda r, s, b=batch: train_epoch_workload(
+                r, "float32", b, CNN_NETWORK, cnn_samples(settings.samples), s
+            ),
+            (TORCH, TORCH_TUNED),
+        )
     return found
 
 
@@ -206,6 +225,25 @@ def _families() -> dict[str, Callable[[Settings], list[Workload]]]:
     def each(values: Iterable, make: Callable) -> Callable[[Settings], list[Workload]]:
         builders = [grid(lambda r, d, b, s, v=v: make(r, d, b, v, s)) for v in values]
         return lambda settings: [w for build in builders for w in build(settings)]
+
+    def conv_ops(family: str) -> Callable[[Settings], list[Workload]]:
+        layers = ("pool1", "pool2") if family.startswith("maxpool") else ("conv1", "conv2")
+
+        def build(settings: Settings) -> list[Workload]:
+            found: list[Workload] = []
+            for dtype in DTYPES:
+                for batch in CNN_BATCHES:
+                    for layer in layers:
+                        found += _expand(
+                            settings,
+                            lambda r, s, d=dtype, b=batch, la=layer: conv_op_workload(
+                                r, d, b, family, la, s
+                            ),
+                            (TORCH,) if family in TORCH_CONV_OPS else (),
+                        )
+            return found
+
+        return build
 
     def optimizers(settings: Settings) -> list[Workload]:
         found: list[Workload] = []
@@ -263,6 +301,7 @@ def _families() -> dict[str, Callable[[Settings], list[Workload]]]:
         "softmax_crossentropy": grid(softmax_crossentropy_workload),
         "loss": each(LOSSES, loss_workload),
         "optimizer_step": optimizers,
+        **{family: conv_ops(family) for family in CNN_OP_FAMILIES},
         GPU_FAMILY: lambda st: gpu_train_epochs(st.samples, st.peers, st.runners),
         START_FAMILY: lambda st: startup_workloads(st.samples, st.runners),
     }
@@ -342,6 +381,10 @@ def select(workloads: Iterable[Workload], words: str) -> list[Workload]:
 
 
 def _quick_filter(work: Workload) -> bool:
+    if work.family == "train_epoch" and work.case == CNN_NETWORK:
+        return work.runner != TORCH_TUNED
+    if work.family in CNN_OP_FAMILIES:
+        return work.dtype == "float32" and work.batch == 128 and work.case in ("conv2", "pool1")
     if work.family == "train_epoch":
         return (
             work.case == MAIN_NETWORK
@@ -369,9 +412,12 @@ def quick_workloads(settings: Settings) -> list[Workload]:
     """The subset ``nnback bench`` runs by default (about a minute on 2 cores).
 
     End to end: a training epoch of 784-256-128-10 (float32) at batch 32, 128 and 1024, the
-    per-step overhead of 784-32-10, inference at batch 1024. Per op (float32, batch 128):
-    dense forward 784->256 and backward 256->128, the fused epilogues, softmax +
-    cross-entropy and the Adam step over 784x256. Then the ceilings those refer to.
+    CNN of issue 14 at batch 32 and 128 (at most 4,096 samples an epoch) beside PyTorch as
+    users run it, the per-step overhead of 784-32-10, inference at batch 1024. Per op
+    (float32, batch 128): dense forward 784->256 and backward 256->128, the fused
+    epilogues, softmax + cross-entropy, the Adam step over 784x256, the CNN's second
+    convolution forward and backward, its im2col and col2im, and the first max pool
+    forward and backward. Then the ceilings those refer to.
     """
     quick_families = ("train_epoch", "train_step_overhead", "inference") + FAMILY_ORDER[7:-1]
     families = _families()

@@ -54,17 +54,26 @@ def _gemm_calls(spec: CeilingSpec, backend: Any) -> list[tuple[Any, Any, Any]]:
     rng = numpy.random.default_rng(0)
     dtype, n = spec.dtype, int(spec.batch or 1)
     calls: list[tuple[Any, Any, Any]] = []
-    pairs = list(zip(spec.layers[:-1], spec.layers[1:], strict=True))
-    for index, (n_in, n_out) in enumerate(pairs):
+    if spec.kind == "cnn-step":
+        from .conv import cnn_gemm_shapes
+
+        # Each conv layer is one GEMM over the batch's output pixels (im2col rows).
+        triples = cnn_gemm_shapes(n)
+        spec_kind = "step"
+    else:
+        pairs = zip(spec.layers[:-1], spec.layers[1:], strict=True)
+        triples = [(n, n_in, n_out) for n_in, n_out in pairs]
+        spec_kind = spec.kind
+    for index, (n, n_in, n_out) in enumerate(triples):
         x = _random(backend, rng, (n, n_in), dtype)
         w = _random(backend, rng, (n_in, n_out), dtype)
-        if spec.kind == "peak":
+        if spec_kind == "peak":
             calls.append((x, w, backend.empty((n, n_out), dtype)))
             continue
         dz = _random(backend, rng, (n, n_out), dtype)
-        forward = spec.kind in ("fwd", "forward", "step")
-        weight_grad = spec.kind in ("bwd", "bwd-nodx", "step")
-        input_grad = spec.kind == "bwd" or (spec.kind == "step" and index > 0)
+        forward = spec_kind in ("fwd", "forward", "step")
+        weight_grad = spec_kind in ("bwd", "bwd-nodx", "step")
+        input_grad = spec_kind == "bwd" or (spec_kind == "step" and index > 0)
         if forward:
             calls.append((x, w, backend.empty((n, n_out), dtype)))
         if weight_grad:
@@ -76,6 +85,10 @@ def _gemm_calls(spec: CeilingSpec, backend: Any) -> list[tuple[Any, Any, Any]]:
 
 def _gemm_spec_flops(spec: CeilingSpec) -> float:
     n = int(spec.batch or 1)
+    if spec.kind == "cnn-step":
+        from .conv import cnn_epoch_flops
+
+        return cnn_epoch_flops(n, n)
     if spec.kind == "step":
         return network_flops(spec.layers, n, training=True)
     if spec.kind == "forward":
@@ -86,6 +99,8 @@ def _gemm_spec_flops(spec: CeilingSpec) -> float:
 
 
 def _describe(spec: CeilingSpec) -> str:
+    if spec.kind == "cnn-step":
+        return "ceiling: gemm training step cnn (im2col shapes)"
     shape = "-".join(str(width) for width in spec.layers)
     return {
         "fwd": f"ceiling: gemm x@W {spec.batch}x{shape.replace('-', 'x')}",
@@ -128,7 +143,7 @@ def _gemm_workload(spec: CeilingSpec, skip: str | None) -> Workload:
         runner=spec.device,
         dtype=spec.dtype,
         batch=spec.batch,
-        case=f"{spec.kind}-{'-'.join(str(width) for width in spec.layers)}",
+        case="-".join([spec.kind, *(str(width) for width in spec.layers)]),
         setup=setup,
         unit="flop",
         amount=flops,

@@ -15,6 +15,7 @@ import resource
 import tracemalloc
 from typing import Any
 
+from .conv import CNN_NETWORK, cnn_ceiling, cnn_epoch_flops
 from .data import (
     MAIN_NETWORK,
     NETWORKS,
@@ -40,8 +41,14 @@ INFERENCE_SAMPLES = 10_000
 
 
 def build_model(network: str, dtype: str, backend: Any, seed: int = 0) -> Any:
-    """The MLP classifier ``nnback train`` builds, for ``network`` like ``"784-256-128-10"``."""
+    """The MLP classifier ``nnback train`` builds, for ``network`` like ``"784-256-128-10"``,
+    or the CNN of ``nnback train --model cnn`` (without dropout) for :data:`CNN_NETWORK`."""
     from ..cli import build_classifier
+
+    if network == CNN_NETWORK:
+        from ..zoo import build_cnn
+
+        return build_cnn("adam", 1e-3, seed, dtype, backend)
 
     layers = NETWORKS[network]
     return build_classifier(
@@ -99,6 +106,12 @@ def train_epoch_workload(
     steps = -(-samples // batch)
     per_step = family == "train_step_overhead"
     work = "train step overhead" if per_step else "train epoch"
+    if network == CNN_NETWORK:
+        flops = cnn_epoch_flops(samples, batch)
+        ceiling = cnn_ceiling(runner, dtype, batch)
+    else:
+        flops = epoch_flops(NETWORKS[network], samples, batch)
+        ceiling = CeilingSpec(_device(runner), "step", dtype, batch, NETWORKS[network])
     return Workload(
         family=family,
         group=f"{work} {network}",
@@ -109,8 +122,8 @@ def train_epoch_workload(
         setup=setup,
         unit="step" if per_step else "sample",
         amount=steps if per_step else samples,
-        flops=epoch_flops(NETWORKS[network], samples, batch),
-        ceiling=CeilingSpec(_device(runner), "step", dtype, batch, NETWORKS[network]),
+        flops=flops,
+        ceiling=ceiling,
         long=True,
         skip=skip,
     )

@@ -232,6 +232,93 @@ def _mlp(torch: Any, network: str, dtype: str, tuned: bool) -> tuple[Any, Any, A
     return model, optimizer, torch.nn.CrossEntropyLoss()
 
 
+def _cnn(torch: Any, dtype: str, tuned: bool) -> tuple[Any, Any, Any]:
+    """The CNN of :func:`nnback.zoo.build_cnn` as a PyTorch user writes it (NCHW input)."""
+    nn = torch.nn
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(1600, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
+    ).to(getattr(torch, dtype))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if tuned else {}))
+    return model, optimizer, nn.CrossEntropyLoss()
+
+
+def _model(torch: Any, network: str, dtype: str, tuned: bool) -> tuple[Any, Any, Any]:
+    from .conv import CNN_NETWORK
+
+    if network == CNN_NETWORK:
+        return _cnn(torch, dtype, tuned)
+    return _mlp(torch, network, dtype, tuned)
+
+
+def _conv_op(work: Workload) -> Any:
+    """A conv or max-pool op of the CNN as PyTorch's autograd runs it (aten kernels)."""
+    from .conv import CONV_LAYERS, POOL_LAYERS
+
+    family, batch, dtype = work.family, int(work.batch or 1), work.dtype
+
+    def setup() -> Prepared:
+        torch = _torch()
+        functional, aten = torch.nn.functional, torch.ops.aten
+        rng = numpy.random.default_rng(0)
+        if family.startswith("maxpool"):
+            c, h, w = POOL_LAYERS[work.case]
+            x = _tensor(torch, rng, (batch, c, h, w), dtype)
+            if family == "maxpool2d_forward":
+                return Prepared(run=lambda: functional.max_pool2d(x, 2, return_indices=True))
+            y, indices = functional.max_pool2d(x, 2, return_indices=True)
+            dy = _tensor(torch, rng, tuple(y.shape), dtype)
+            return Prepared(
+                run=lambda: aten.max_pool2d_with_indices_backward(
+                    dy, x, [2, 2], [2, 2], [0, 0], [1, 1], False, indices
+                )
+            )
+        (c, h, w), wshape = CONV_LAYERS[work.case]
+        x = _tensor(torch, rng, (batch, c, h, w), dtype)
+        weight = _tensor(torch, rng, wshape, dtype)
+        bias = _tensor(torch, rng, (wshape[0],), dtype)
+        if family == "conv2d_forward":
+
+            def forward() -> None:
+                with torch.no_grad():
+                    torch.relu(functional.conv2d(x, weight, bias))
+
+            return Prepared(run=forward)
+        y = torch.relu(functional.conv2d(x, weight, bias))
+        dy = _tensor(torch, rng, tuple(y.shape), dtype)
+        need_dx = work.case != "conv1"
+
+        def backward() -> None:
+            with torch.no_grad():
+                dz = aten.threshold_backward(dy, y, 0.0)
+                aten.convolution_backward(
+                    dz,
+                    x,
+                    weight,
+                    [wshape[0]],
+                    [1, 1],
+                    [0, 0],
+                    [1, 1],
+                    False,
+                    [0, 0],
+                    1,
+                    [need_dx, True, True],
+                )
+
+        return Prepared(run=backward)
+
+    return setup
+
+
 def _epochs(
     torch: Any, parts: tuple[Any, Any, Any], X: Any, y: Any, batch: int, epochs: int
 ) -> list[float]:
@@ -254,8 +341,11 @@ def _epochs(
 
 
 def _training(work: Workload, tuned: bool, samples: int, epochs: int, real: bool) -> Any:
+    from .conv import CNN_NETWORK
+
     network = "784-256-128-10" if real else work.case
     batch, dtype = int(work.batch or 1), work.dtype
+    images = network == CNN_NETWORK
 
     def setup() -> Prepared:
         torch = _torch()
@@ -264,18 +354,20 @@ def _training(work: Workload, tuned: bool, samples: int, epochs: int, real: bool
         else:
             X_np, y_np = mnist_shaped(samples, dtype)
         X = torch.from_numpy(numpy.array(X_np, dtype=dtype))
+        if images:  # PyTorch users hold images as NCHW tensors
+            X = X.reshape(-1, 1, 28, 28)
         y = torch.from_numpy(numpy.array(y_np))
         if tuned:
             torch.set_flush_denormal(True)
-        state: dict[str, Any] = {"parts": _mlp(torch, network, dtype, tuned), "rates": []}
+        state: dict[str, Any] = {"parts": _model(torch, network, dtype, tuned), "rates": []}
         warm = min(X.shape[0], _WARMUP_STEPS * batch)
 
         def warmup() -> None:
-            _epochs(torch, _mlp(torch, network, dtype, tuned), X[:warm], y[:warm], batch, 1)
+            _epochs(torch, _model(torch, network, dtype, tuned), X[:warm], y[:warm], batch, 1)
 
         def run() -> None:
             if real:
-                state["parts"] = _mlp(torch, network, dtype, tuned)
+                state["parts"] = _model(torch, network, dtype, tuned)
             state["rates"] = _epochs(torch, state["parts"], X, y, batch, epochs)
 
         def finish() -> dict[str, Any]:
@@ -353,6 +445,13 @@ def torch_peer(work: Workload, peer: str, samples: int = 0, epochs: int = 1) -> 
             setup = _optimizer(work, tuned)
         elif family == "inference":
             setup = _inference(work)
+        elif family in (
+            "conv2d_forward",
+            "conv2d_backward",
+            "maxpool2d_forward",
+            "maxpool2d_backward",
+        ):
+            setup = _conv_op(work)
         else:
             return None
     except WorkloadSkipped as exc:

@@ -81,7 +81,7 @@ class CeilingSpec:
         """A stable text key, stored in the JSON of both the item and the ceiling."""
         if self.kind == "bandwidth":
             return f"{self.device} bandwidth"
-        shape = "-".join(str(width) for width in self.layers)
+        shape = "-".join(str(width) for width in self.layers) or "cnn"
         return f"{self.device} gemm {self.kind} {self.dtype} b{self.batch} {shape}"
 
     @property
