@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 import traceback
 import weakref
 import zlib
@@ -331,6 +332,7 @@ def _install_abort_hook(MPI: Any) -> None:
                 file=sys.stderr,
                 flush=True,
             )
+            _let_mpiexec_forward_output()
             world.Abort(1)
 
     hook._nnback_abort = True  # type: ignore[attr-defined]
@@ -644,4 +646,13 @@ def abort_unless_collective(group: Distributed, exc: BaseException) -> None:
         file=sys.stderr,
         flush=True,
     )
+    _let_mpiexec_forward_output()
     group.comm.Abort(1)
+
+
+def _let_mpiexec_forward_output() -> None:
+    """Wait a moment before ``MPI_Abort``: mpiexec relays each rank's stderr through a
+    pipe, and the abort kills the ranks before it has read the last lines (the message
+    saying why the job ended was seen lost under load)."""
+    sys.stderr.flush()
+    time.sleep(0.25)
