@@ -24,7 +24,11 @@ from nnback.bench.report import format_table, table_rows
 from nnback.bench.startup import startup_env
 from nnback.bench.workload import GPU_DRY_RUN_ENV_VAR, GPU_PEERS, PEERS, WorkloadSkipped
 
-FAST = TimingOptions(max_time=0.0, min_rounds=1, round_time=0.0, long_rounds=2, settle=0.0)
+# Two rounds of each long workload whatever the machine's load: the default 4 s budget
+# gave a loaded machine a single round, and the start-up tests need two.
+FAST = TimingOptions(
+    max_time=0.0, min_rounds=1, round_time=0.0, long_rounds=2, settle=0.0, long_budget=600.0
+)
 RUNNERS = {"cupy", "cupy-eager", "torch-cuda", "torch-cuda-fused", "torch-cuda-graph"}
 
 
