@@ -20,11 +20,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--blas-threads", type=int, default=0)
     args = parser.parse_args()
+    import numpy  # loads the BLAS, which threadpoolctl can only limit once loaded
+
     if args.blas_threads:
         import threadpoolctl
 
         threadpoolctl.threadpool_limits(args.blas_threads, "blas")
-    import numpy
 
     from nnback import get_backend
 

@@ -164,6 +164,7 @@ def main() -> None:
             result = run_torch(n, args.threads)
         else:
             if args.threads != 2:
+                import numpy  # noqa: F401 - loads the BLAS, so that threadpoolctl finds it
                 import threadpoolctl
 
                 threadpoolctl.threadpool_limits(args.threads, "blas")
