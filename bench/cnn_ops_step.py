@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -42,7 +43,7 @@ def run_nnback(backend_name: str, n: int, profile: bool) -> dict:
 
     from nnback import get_backend
 
-    name, _, chunk_bytes = backend_name.partition(":")
+    name, _, chunk_bytes = backend_name.removesuffix("/serial").partition(":")
     be = get_backend(name)
     if chunk_bytes:  # "numba:4194304" tries another conv_chunk_bytes
         be.conv_chunk_bytes = int(chunk_bytes)
@@ -179,7 +180,10 @@ def main() -> None:
                 cmd += ["--threads", str(args.threads)]
                 if args.profile:
                     cmd.append("--profile")
-                done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                env = None
+                if runner.endswith("/serial"):  # the kernels without the batch-halves helper
+                    env = {**os.environ, "NNBACK_KERNEL_THREADS": "1"}
+                done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
                 results[runner].append(json.loads(done.stdout.strip().splitlines()[-1]))
         best = {r: max(x["samples_per_s"] for x in v) for r, v in results.items()}
         line = f"batch {n:4d}: " + "  ".join(

@@ -15,6 +15,18 @@ thread costs more than the work it takes over. So the work is split between BLAS
 owns the threads, for the GEMMs) and serial, vectorized kernels; Numba's thread pool is
 never started by nnback.
 
+Batch halves on a helper thread
+-------------------------------
+The convolution and pooling kernels between the GEMMs (im2col, col2im, epilogues, direct
+convolution, pooling) left one of the two cores idle: at batch 128 they are half the CPU
+time of a CNN step. :func:`run_halves` runs such a kernel on two halves of the batch, one
+on a single long-lived Python helper thread and one on the calling thread. The kernels are
+``nogil``, so the halves run in parallel; there is no OpenMP pool, nothing spins while the
+helper waits (a blocked queue read), and the split happens only between GEMMs, when
+BLAS's own threads have no work. A split costs a thread wake-up (tens of microseconds), so
+only kernels over enough elements are split (``HALVES_MIN_WORK``). ``NNBACK_KERNEL_THREADS=1``
+turns it off.
+
 A user's own ``parallel=True`` Numba code may still start the pool in this process, next
 to BLAS. For that case we choose, only where the user has not:
 
@@ -38,6 +50,7 @@ than in a process without the variable. Import such libraries first, or set
 from __future__ import annotations
 
 import os
+import queue
 import sys
 import threading
 import warnings
@@ -54,6 +67,7 @@ __all__ = [
     "configure_threading",
     "install_compile_notice",
     "kernel",
+    "run_halves",
     "threading_facts",
 ]
 
@@ -107,6 +121,82 @@ def _warn_uncached(reason: str) -> None:
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+# Elements (roughly: values read and written) below which a kernel is not split in halves:
+# a split costs a wake-up of the helper thread, tens of microseconds.
+HALVES_MIN_WORK = 1 << 16
+
+
+def _halves_enabled() -> bool:
+    value = os.environ.get("NNBACK_KERNEL_THREADS", "").strip()
+    if value:
+        try:
+            return int(value) > 1
+        except ValueError:
+            return True
+    return (os.cpu_count() or 1) > 1
+
+
+class _Helper:
+    """One daemon thread that runs the second half of split kernels, in order."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name="nnback-kernels", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            fn, args, done, error = self.jobs.get()
+            try:
+                fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                error.append(exc)
+            done.release()
+
+
+_helper: _Helper | None = None
+_helper_lock = threading.Lock()
+_halves_on = _halves_enabled()
+
+
+def _reset_after_fork() -> None:
+    """A forked child has no helper thread: make a new one when first needed."""
+    global _helper, _helper_lock
+    _helper = None
+    _helper_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def run_halves(run: Callable[[int, int], Any], n: int, work: int) -> None:
+    """``run(s0, s1)`` over ``range(n)``: as two halves in parallel (the second on the
+    helper thread) when ``work`` elements are worth a split, else ``run(0, n)`` here.
+
+    ``run`` must release the GIL for the halves to overlap (nnback's kernels are nogil)
+    and must be safe to run on disjoint halves at once.
+    """
+    global _helper
+    if n < 2 or work < HALVES_MIN_WORK or not _halves_on:
+        run(0, n)
+        return
+    if _helper is None:
+        with _helper_lock:
+            if _helper is None:
+                _helper = _Helper()
+    mid = (n + 1) // 2
+    done = threading.Semaphore(0)
+    error: list[BaseException] = []
+    _helper.jobs.put((run, (mid, n), done, error))
+    try:
+        run(0, mid)
+    finally:
+        done.acquire()
+    if error:
+        raise error[0]
 
 
 def configure_threading() -> None:
