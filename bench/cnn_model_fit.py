@@ -114,7 +114,7 @@ def main() -> None:
                     cmd.append("--profile")
                 env = None
                 if runner.endswith("/serial"):
-                    env = {**os.environ, "NNBACK_KERNEL_THREADS": "1"}
+                    env = {**(env or os.environ), "NNBACK_KERNEL_THREADS": "1"}
                 done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
                 if "--profile" in cmd:
                     print(done.stderr[-6000:])

@@ -182,7 +182,7 @@ def main() -> None:
                     cmd.append("--profile")
                 env = None
                 if runner.endswith("/serial"):  # the kernels without the batch-halves helper
-                    env = {**os.environ, "NNBACK_KERNEL_THREADS": "1"}
+                    env = {**(env or os.environ), "NNBACK_KERNEL_THREADS": "1"}
                 done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
                 results[runner].append(json.loads(done.stdout.strip().splitlines()[-1]))
         best = {r: max(x["samples_per_s"] for x in v) for r, v in results.items()}
