@@ -42,7 +42,7 @@ def run_nnback(backend: str, n: int, profile: bool) -> dict:
         optimizer=nb.Adam(1e-3),
         seed=0,
         dtype="float32",
-        backend=backend.removesuffix("/serial"),
+        backend=backend.partition("@")[0].removesuffix("/serial"),
     )
     x, y = _data()
     model.fit(x[: n * 4], y[: n * 4], epochs=1, batch_size=n, verbose=0)  # warm-up

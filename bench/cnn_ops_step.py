@@ -43,7 +43,7 @@ def run_nnback(backend_name: str, n: int, profile: bool) -> dict:
 
     from nnback import get_backend
 
-    name, _, chunk_bytes = backend_name.removesuffix("/serial").partition(":")
+    name, _, chunk_bytes = backend_name.partition("@")[0].removesuffix("/serial").partition(":")
     be = get_backend(name)
     if chunk_bytes:  # "numba:4194304" tries another conv_chunk_bytes
         be.conv_chunk_bytes = int(chunk_bytes)
