@@ -67,6 +67,7 @@ __all__ = [
     "configure_threading",
     "install_compile_notice",
     "kernel",
+    "reduction_kernel",
     "run_halves",
     "threading_facts",
 ]
@@ -106,6 +107,24 @@ def kernel(fn: F) -> F:
             raise
         _warn_uncached(str(exc))
         return numba.njit(**JIT_OPTIONS)(fn)
+
+
+def reduction_kernel(fn: F) -> F:
+    """:func:`kernel` with ``fastmath={"reassoc"}``, for a plain sum or dot product only.
+
+    Reassociation is the one fast-math freedom taken: it lets LLVM split a sum into vector
+    lanes (partial sums added at the end, as BLAS does), which it may not do under IEEE
+    order; nothing else (no contraction, no assumptions about NaN, inf or signed zeros).
+    Used where the reference's order is a GEMM's anyway (a weight gradient).
+    """
+    options = {**JIT_OPTIONS, "fastmath": {"reassoc"}}
+    try:
+        return numba.njit(cache=True, **options)(fn)
+    except RuntimeError as exc:
+        if "cannot cache" not in str(exc):
+            raise
+        _warn_uncached(str(exc))
+        return numba.njit(**options)(fn)
 
 
 _uncached_warned = False
