@@ -49,6 +49,7 @@ than in a process without the variable. Import such libraries first, or set
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import sys
@@ -68,6 +69,8 @@ __all__ = [
     "install_compile_notice",
     "kernel",
     "reduction_kernel",
+    "blas_single_threaded",
+    "halves_enabled",
     "run_halves",
     "threading_facts",
 ]
@@ -216,6 +219,69 @@ def run_halves(run: Callable[[int, int], Any], n: int, work: int) -> None:
         done.acquire()
     if error:
         raise error[0]
+
+
+def halves_enabled() -> bool:
+    """Whether :func:`run_halves` may split (more than one core, not turned off)."""
+    return _halves_on
+
+
+# The BLAS thread count is lowered to 1 while nnback runs GEMMs in batch halves on its own
+# two threads (blas_single_threaded); a depth count restores it when the last such op ends.
+_blas_lock = threading.Lock()
+_blas_state: dict[str, Any] = {"lib": None, "depth": 0, "saved": 1}
+
+
+def _blas_controller() -> Any:
+    """threadpoolctl's controller of the one BLAS numpy uses, or None (not installed, or
+    several BLAS libraries loaded)."""
+    lib = _blas_state["lib"]
+    if lib is None:
+        lib = False
+        try:
+            import threadpoolctl
+
+            libs = [
+                c for c in threadpoolctl.ThreadpoolController().lib_controllers
+                if c.user_api == "blas"
+            ]
+            if len(libs) == 1:
+                lib = libs[0]
+        except Exception:  # noqa: BLE001 - no control: GEMMs keep BLAS's own threads
+            lib = False
+        _blas_state["lib"] = lib
+    return lib or None
+
+
+@contextlib.contextmanager
+def blas_single_threaded() -> Any:
+    """Run the block with the BLAS on one thread; yields whether that could be done.
+
+    For ops that split a batch in halves over :func:`run_halves` and run one GEMM per half
+    on each thread: measured on the shared 2-core machine, OpenBLAS's own 2-thread GEMM
+    splits the work statically and spin-waits for its other thread, so with the second
+    core busy with another process a conv weight-gradient GEMM took 30-340 ms instead of
+    2-4 ms (CPU time equal to wall time: one thread spinning); two single-threaded GEMMs
+    on nnback's threads degrade to the serial time instead. The setting is process-wide
+    (a numpy GEMM on another thread meanwhile runs single-threaded) and restored by the
+    last op that leaves.
+    """
+    lib = _blas_controller() if _halves_on else None
+    if lib is None:
+        yield False
+        return
+    with _blas_lock:
+        if _blas_state["depth"] == 0:
+            _blas_state["saved"] = lib.get_num_threads()
+            lib.set_num_threads(1)
+        _blas_state["depth"] += 1
+    try:
+        yield True
+    finally:
+        with _blas_lock:
+            _blas_state["depth"] -= 1
+            if _blas_state["depth"] == 0:
+                lib.set_num_threads(_blas_state["saved"])
 
 
 def configure_threading() -> None:

@@ -534,6 +534,27 @@ class NumbaBackend(Backend):
                 conv.conv_direct_forward(xp[s0:s1], w, bias, y[s0:s1], code, float(alpha))
 
             runtime.run_halves(direct, n, y.size * w[0].size)
+        elif self._gemm_halves(n, c_out * c_in * kh * kw * oh * ow):
+            taps, npos = c_in * kh * kw, oh * ow
+            w2 = w.reshape(c_out, taps)
+            y3 = y.reshape(n, c_out, npos)
+
+            def forward_range(lo: int, hi: int) -> None:
+                # The serial pipeline below on samples lo .. hi, GEMMs single-threaded.
+                chunk = self._conv_chunk(hi - lo, taps * npos * dtype.itemsize)
+                cols_work = numpy.empty(taps * chunk * npos, dtype=dtype)
+                z_work = numpy.empty(c_out * chunk * npos, dtype=dtype)
+                for s0 in range(lo, hi, chunk):
+                    s1 = min(hi, s0 + chunk)
+                    m = (s1 - s0) * npos
+                    part = cols_work[: taps * m].reshape(taps, m)
+                    z = z_work[: c_out * m].reshape(c_out, m)
+                    conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, part, 0)
+                    numpy.matmul(w2, part, out=z)
+                    conv.epilogue_forward(z, 0, bias, y3, s0, s1, code, float(alpha))
+
+            with runtime.blas_single_threaded():
+                runtime.run_halves(forward_range, n, 1 << 30)
         else:
             # Chunk by chunk: im2col of a few samples into a cache-sized workspace, the
             # GEMM, the epilogue into y. The columns are not kept (None: the backward pass
@@ -610,6 +631,8 @@ class NumbaBackend(Backend):
                 dws[0] += dws[1]
                 dbs[0] += dbs[1]
             return None, dws[0], dbs[0].reshape(1, c_out)
+        if self._gemm_halves(n, c_out * c_in * kh * kw * oh * ow):
+            return self._conv_backward_halves(dy, x, w, y, geometry, code, alpha, need_dx)
         # ``cols`` is not read: the columns are made again chunk by chunk (see forward).
         taps, npos = c_in * kh * kw, oh * ow
         w2 = w.reshape(c_out, taps)
@@ -652,6 +675,64 @@ class NumbaBackend(Backend):
                 runtime.run_halves(pixels, s1 - s0, dcols.size)
         db = (db_parts[0] + db_parts[1]).sum(axis=1).reshape(1, c_out)
         return dx, dw.reshape(w.shape), db
+
+    # Batch halves on two threads, each with its own single-threaded GEMMs, for an im2col
+    # convolution of at least this many multiply-adds (see runtime.blas_single_threaded).
+    conv_gemm_halves_min_macs = 1 << 22
+
+    def _gemm_halves(self, n: int, macs_per_sample: int) -> bool:
+        return (
+            n >= 2
+            and n * macs_per_sample >= self.conv_gemm_halves_min_macs
+            and runtime.halves_enabled()
+            and runtime._blas_controller() is not None
+        )
+
+    def _conv_backward_halves(
+        self, dy: Array, x: Array, w: Array, y: Array, geometry: tuple[Any, ...], code: int,
+        alpha: float, need_dx: bool,
+    ) -> tuple[Array | None, Array, Array]:
+        """conv2d_backward's chunk pipeline on each half of the batch, on two threads with
+        single-threaded GEMMs; each half sums its own dw and db, added at the end."""
+        (kh, kw), (sh, sw), (ph, pw), (oh, ow) = geometry
+        n, c_in = x.shape[0], x.shape[1]
+        c_out = w.shape[0]
+        dtype = x.dtype
+        taps, npos = c_in * kh * kw, oh * ow
+        w2 = w.reshape(c_out, taps)
+        dy3, y3 = dy.reshape(n, c_out, npos), y.reshape(n, c_out, npos)
+        dx = numpy.empty(x.shape, dtype=dtype) if need_dx else None
+        db_parts = numpy.zeros((2, c_out, npos), dtype=dtype)
+        dws = numpy.zeros((2, c_out, taps), dtype=dtype)
+
+        def backward_range(lo: int, hi: int) -> None:
+            k = 0 if lo == 0 else 1
+            chunk = self._conv_chunk(hi - lo, taps * npos * dtype.itemsize)
+            dz_work = numpy.empty(c_out * chunk * npos, dtype=dtype)
+            cols_work = numpy.empty(taps * chunk * npos, dtype=dtype)
+            dcols_work = numpy.empty(taps * chunk * npos, dtype=dtype) if need_dx else None
+            dw_part = numpy.empty((c_out, taps), dtype=dtype)
+            for s0 in range(lo, hi, chunk):
+                s1 = min(hi, s0 + chunk)
+                m = (s1 - s0) * npos
+                dz = dz_work[: c_out * m].reshape(c_out, m)
+                part = cols_work[: taps * m].reshape(taps, m)
+                conv.epilogue_backward(
+                    dy3, y3, s0, s1, dz, 0, db_parts[k], code, float(alpha)
+                )
+                conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, part, 0)
+                numpy.matmul(dz, part.T, out=dw_part)
+                dws[k] += dw_part
+                if need_dx:
+                    dcols = dcols_work[: taps * m].reshape(taps, m)
+                    numpy.matmul(w2.T, dz, out=dcols)
+                    conv.col2im(dcols, 0, kh, kw, sh, sw, ph, pw, s0, s1, dx)
+
+        with runtime.blas_single_threaded():
+            runtime.run_halves(backward_range, n, 1 << 30)
+        dws[0] += dws[1]
+        db = (db_parts[0] + db_parts[1]).sum(axis=1).reshape(1, c_out)
+        return dx, dws[0].reshape(w.shape), db
 
     def maxpool2d_forward(
         self, x: Array, pool: tuple[int, int], stride: tuple[int, int]

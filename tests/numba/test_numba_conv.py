@@ -264,7 +264,17 @@ def test_batch_halves_agree(
     serial = step()
     monkeypatch.setattr(runtime, "_halves_on", True)
     monkeypatch.setattr(runtime, "HALVES_MIN_WORK", 0)
-    split = step()
+    split = step()  # the kernels in halves, BLAS's own threads for the GEMMs
+    monkeypatch.setattr(numba_backend, "conv_gemm_halves_min_macs", 0)
+    if runtime._blas_controller() is not None:
+        blas = runtime._blas_controller().get_num_threads()
+        whole = step()  # whole pipelines per half, single-threaded GEMMs
+        assert runtime._blas_controller().get_num_threads() == blas  # restored
+        for k, (got, want) in enumerate(zip(whole, serial, strict=True)):
+            if k in (2, 3, 4, 5):
+                numpy.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+            else:
+                numpy.testing.assert_array_equal(got, want)
     for k, (got, want) in enumerate(zip(split, serial, strict=True)):
         if k in (2, 3, 4, 5):  # dw, db (need_dx True and False)
             numpy.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
