@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -42,7 +43,7 @@ def run_nnback(backend_name: str, n: int, profile: bool) -> dict:
 
     from nnback import get_backend
 
-    name, _, chunk_bytes = backend_name.partition(":")
+    name, _, chunk_bytes = backend_name.partition("@")[0].removesuffix("/serial").partition(":")
     be = get_backend(name)
     if chunk_bytes:  # "numba:4194304" tries another conv_chunk_bytes
         be.conv_chunk_bytes = int(chunk_bytes)
@@ -129,12 +130,17 @@ def _time(step, n: int, gemm_time) -> dict:
         step()
     if gemm_time is not None:
         gemm_time[0] = 0.0
-    steps, start = 0, time.perf_counter()
+    steps, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < STEP_SECONDS:
         step()
         steps += 1
     elapsed = time.perf_counter() - start
-    out = {"samples_per_s": steps * n / elapsed, "ms_per_step": elapsed / steps * 1e3}
+    cpu = time.process_time() - cpu
+    out = {
+        "samples_per_s": steps * n / elapsed,
+        "ms_per_step": elapsed / steps * 1e3,
+        "cpu_ms_per_step": cpu / steps * 1e3,
+    }
     if gemm_time is not None and gemm_time[0] > 0:
         out["gemm_share"] = gemm_time[0] / elapsed
     return out
@@ -146,13 +152,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runners", nargs="+", default=["numba", "torch"])
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=2,
+        help="PyTorch threads, and BLAS threads for nnback when not 2 (threadpoolctl); "
+        "--threads 1 compares CPU time per step, which a loaded machine distorts least",
+    )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         runner, n = args.worker[0], int(args.worker[1])
         if runner == "torch":
-            result = run_torch(n, 2)
+            result = run_torch(n, args.threads)
         else:
+            if args.threads != 2:
+                import numpy  # noqa: F401 - loads the BLAS, so that threadpoolctl finds it
+                import threadpoolctl
+
+                threadpoolctl.threadpool_limits(args.threads, "blas")
             result = run_nnback(runner, n, args.profile)
         print(json.dumps(result))
         return
@@ -161,9 +177,13 @@ def main() -> None:
         for _ in range(args.rounds):
             for runner in args.runners:
                 cmd = [sys.executable, __file__, "--worker", runner, str(n)]
+                cmd += ["--threads", str(args.threads)]
                 if args.profile:
                     cmd.append("--profile")
-                done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                env = None
+                if runner.endswith("/serial"):  # the kernels without the batch-halves helper
+                    env = {**(env or os.environ), "NNBACK_KERNEL_THREADS": "1"}
+                done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
                 results[runner].append(json.loads(done.stdout.strip().splitlines()[-1]))
         best = {r: max(x["samples_per_s"] for x in v) for r, v in results.items()}
         line = f"batch {n:4d}: " + "  ".join(
@@ -177,6 +197,10 @@ def main() -> None:
                     shares = [x["gemm_share"] for x in results[r] if "gemm_share" in x]
                     if shares:
                         line += f" gemm share {sum(shares) / len(shares):.0%}"
+        cpu = {r: min(x["cpu_ms_per_step"] for x in v) for r, v in results.items()}
+        line += "\n            CPU ms/step (min): " + "  ".join(
+            f"{r} {c:.1f}" for r, c in cpu.items()
+        )
         print(line, flush=True)
 
 

@@ -15,6 +15,18 @@ thread costs more than the work it takes over. So the work is split between BLAS
 owns the threads, for the GEMMs) and serial, vectorized kernels; Numba's thread pool is
 never started by nnback.
 
+Batch halves on a helper thread
+-------------------------------
+The convolution and pooling kernels between the GEMMs (im2col, col2im, epilogues, direct
+convolution, pooling) left one of the two cores idle: at batch 128 they are half the CPU
+time of a CNN step. :func:`run_halves` runs such a kernel on two halves of the batch, one
+on a single long-lived Python helper thread and one on the calling thread. The kernels are
+``nogil``, so the halves run in parallel; there is no OpenMP pool, nothing spins while the
+helper waits (a blocked queue read), and the split happens only between GEMMs, when
+BLAS's own threads have no work. A split costs a thread wake-up (tens of microseconds), so
+only kernels over enough elements are split (``HALVES_MIN_WORK``). ``NNBACK_KERNEL_THREADS=1``
+turns it off.
+
 A user's own ``parallel=True`` Numba code may still start the pool in this process, next
 to BLAS. For that case we choose, only where the user has not:
 
@@ -37,7 +49,9 @@ than in a process without the variable. Import such libraries first, or set
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import sys
 import threading
 import warnings
@@ -54,6 +68,10 @@ __all__ = [
     "configure_threading",
     "install_compile_notice",
     "kernel",
+    "reduction_kernel",
+    "blas_single_threaded",
+    "halves_enabled",
+    "run_halves",
     "threading_facts",
 ]
 
@@ -94,6 +112,24 @@ def kernel(fn: F) -> F:
         return numba.njit(**JIT_OPTIONS)(fn)
 
 
+def reduction_kernel(fn: F) -> F:
+    """:func:`kernel` with ``fastmath={"reassoc"}``, for a plain sum or dot product only.
+
+    Reassociation is the one fast-math freedom taken: it lets LLVM split a sum into vector
+    lanes (partial sums added at the end, as BLAS does), which it may not do under IEEE
+    order; nothing else (no contraction, no assumptions about NaN, inf or signed zeros).
+    Used where the reference's order is a GEMM's anyway (a weight gradient).
+    """
+    options = {**JIT_OPTIONS, "fastmath": {"reassoc"}}
+    try:
+        return numba.njit(cache=True, **options)(fn)
+    except RuntimeError as exc:
+        if "cannot cache" not in str(exc):
+            raise
+        _warn_uncached(str(exc))
+        return numba.njit(**options)(fn)
+
+
 _uncached_warned = False
 
 
@@ -107,6 +143,146 @@ def _warn_uncached(reason: str) -> None:
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+# Elements (roughly: values read and written) below which a kernel is not split in halves:
+# a split costs a wake-up of the helper thread, tens of microseconds.
+HALVES_MIN_WORK = 1 << 16
+
+
+def _halves_enabled() -> bool:
+    value = os.environ.get("NNBACK_KERNEL_THREADS", "").strip()
+    if value:
+        try:
+            return int(value) > 1
+        except ValueError:
+            return True
+    return (os.cpu_count() or 1) > 1
+
+
+class _Helper:
+    """One daemon thread that runs the second half of split kernels, in order."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name="nnback-kernels", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            fn, args, done, error = self.jobs.get()
+            try:
+                fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                error.append(exc)
+            done.release()
+
+
+_helper: _Helper | None = None
+_helper_lock = threading.Lock()
+_halves_on = _halves_enabled()
+
+
+def _reset_after_fork() -> None:
+    """A forked child has no helper thread: make a new one when first needed."""
+    global _helper, _helper_lock
+    _helper = None
+    _helper_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def run_halves(run: Callable[[int, int], Any], n: int, work: int) -> None:
+    """``run(s0, s1)`` over ``range(n)``: as two halves in parallel (the second on the
+    helper thread) when ``work`` elements are worth a split, else ``run(0, n)`` here.
+
+    ``run`` must release the GIL for the halves to overlap (nnback's kernels are nogil)
+    and must be safe to run on disjoint halves at once.
+    """
+    global _helper
+    if n < 2 or work < HALVES_MIN_WORK or not _halves_on:
+        run(0, n)
+        return
+    if _helper is None:
+        with _helper_lock:
+            if _helper is None:
+                _helper = _Helper()
+    mid = (n + 1) // 2
+    done = threading.Semaphore(0)
+    error: list[BaseException] = []
+    _helper.jobs.put((run, (mid, n), done, error))
+    try:
+        run(0, mid)
+    finally:
+        done.acquire()
+    if error:
+        raise error[0]
+
+
+def halves_enabled() -> bool:
+    """Whether :func:`run_halves` may split (more than one core, not turned off)."""
+    return _halves_on
+
+
+# The BLAS thread count is lowered to 1 while nnback runs GEMMs in batch halves on its own
+# two threads (blas_single_threaded); a depth count restores it when the last such op ends.
+_blas_lock = threading.Lock()
+_blas_state: dict[str, Any] = {"lib": None, "depth": 0, "saved": 1}
+
+
+def _blas_controller() -> Any:
+    """threadpoolctl's controller of the one BLAS numpy uses, or None (not installed, or
+    several BLAS libraries loaded)."""
+    lib = _blas_state["lib"]
+    if lib is None:
+        lib = False
+        try:
+            import threadpoolctl
+
+            libs = [
+                c
+                for c in threadpoolctl.ThreadpoolController().lib_controllers
+                if c.user_api == "blas"
+            ]
+            if len(libs) == 1:
+                lib = libs[0]
+        except Exception:  # noqa: BLE001 - no control: GEMMs keep BLAS's own threads
+            lib = False
+        _blas_state["lib"] = lib
+    return lib or None
+
+
+@contextlib.contextmanager
+def blas_single_threaded() -> Any:
+    """Run the block with the BLAS on one thread; yields whether that could be done.
+
+    For ops that split a batch in halves over :func:`run_halves` and run one GEMM per half
+    on each thread: measured on the shared 2-core machine, OpenBLAS's own 2-thread GEMM
+    splits the work statically and spin-waits for its other thread, so with the second
+    core busy with another process a conv weight-gradient GEMM took 30-340 ms instead of
+    2-4 ms (CPU time equal to wall time: one thread spinning); two single-threaded GEMMs
+    on nnback's threads degrade to the serial time instead. The setting is process-wide
+    (a numpy GEMM on another thread meanwhile runs single-threaded) and restored by the
+    last op that leaves.
+    """
+    lib = _blas_controller() if _halves_on else None
+    if lib is None:
+        yield False
+        return
+    with _blas_lock:
+        if _blas_state["depth"] == 0:
+            _blas_state["saved"] = lib.get_num_threads()
+            lib.set_num_threads(1)
+        _blas_state["depth"] += 1
+    try:
+        yield True
+    finally:
+        with _blas_lock:
+            _blas_state["depth"] -= 1
+            if _blas_state["depth"] == 0:
+                lib.set_num_threads(_blas_state["saved"])
 
 
 def configure_threading() -> None:

@@ -558,7 +558,33 @@ class NumbaBackend(Backend):
         y = numpy.empty((n, c_out, oh, ow), dtype=dtype)
         cols = None
         if self._direct(w, (sh, sw)):
-            conv.conv_direct_forward(_padded(x, ph, pw), w, bias, y, code, float(alpha))
+            xp = _padded(x, ph, pw)
+
+            def direct(s0: int, s1: int) -> None:
+                conv.conv_direct_forward(xp[s0:s1], w, bias, y[s0:s1], code, float(alpha))
+
+            runtime.run_halves(direct, n, y.size * w[0].size)
+        elif self._gemm_halves(n, c_out * c_in * kh * kw * oh * ow):
+            taps, npos = c_in * kh * kw, oh * ow
+            w2 = w.reshape(c_out, taps)
+            y3 = y.reshape(n, c_out, npos)
+
+            def forward_range(lo: int, hi: int) -> None:
+                # The serial pipeline below on samples lo .. hi, GEMMs single-threaded.
+                chunk = self._conv_chunk(hi - lo, taps * npos * dtype.itemsize)
+                cols_work = numpy.empty(taps * chunk * npos, dtype=dtype)
+                z_work = numpy.empty(c_out * chunk * npos, dtype=dtype)
+                for s0 in range(lo, hi, chunk):
+                    s1 = min(hi, s0 + chunk)
+                    m = (s1 - s0) * npos
+                    part = cols_work[: taps * m].reshape(taps, m)
+                    z = z_work[: c_out * m].reshape(c_out, m)
+                    conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, part, 0)
+                    numpy.matmul(w2, part, out=z)
+                    conv.epilogue_forward(z, 0, bias, y3, s0, s1, code, float(alpha))
+
+            with runtime.blas_single_threaded():
+                runtime.run_halves(forward_range, n, 1 << 30)
         else:
             # Chunk by chunk: im2col of a few samples into a cache-sized workspace, the
             # GEMM, the epilogue into y. The columns are not kept (None: the backward pass
@@ -575,9 +601,16 @@ class NumbaBackend(Backend):
                 m = (s1 - s0) * npos
                 part = cols_work[: taps * m].reshape(taps, m)
                 z = z_work[: c_out * m].reshape(c_out, m)
-                conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, part, 0)
+
+                def columns(a: int, b: int, s0: int = s0, part: Array = part) -> None:
+                    conv.im2col(x, kh, kw, sh, sw, ph, pw, s0 + a, s0 + b, part, a * npos)
+
+                def epilogue(a: int, b: int, s0: int = s0, z: Array = z) -> None:
+                    conv.epilogue_forward(z, a * npos, bias, y3, s0 + a, s0 + b, code, float(alpha))
+
+                runtime.run_halves(columns, s1 - s0, part.size)
                 numpy.matmul(w2, part, out=z)
-                conv.epilogue_forward(z, 0, bias, y3, s0, s1, code, float(alpha))
+                runtime.run_halves(epilogue, s1 - s0, 2 * z.size)
         self._conv_activation_rest(y, activation)
         return y, cols
 
@@ -609,12 +642,27 @@ class NumbaBackend(Backend):
         dtype = x.dtype
         code = conv.ACTIVATION_CODES[activation]
         if not need_dx and self._direct(w, (sh, sw)):
-            dw = numpy.empty(w.shape, dtype=dtype)
-            db = numpy.empty((1, c_out), dtype=dtype)
-            conv.conv_direct_backward(
-                dy, y, _padded(x, ph, pw), dw, db.reshape(c_out), code, float(alpha)
-            )
-            return (None, *_into_out(out, dw, db))
+            # Each half of the batch sums into its own dw, db; the halves are added after.
+            dws = numpy.empty((2, *w.shape), dtype=dtype)
+            dbs = numpy.zeros((2, c_out), dtype=dtype)
+            xp = _padded(x, ph, pw)
+            halves = []
+
+            def direct(s0: int, s1: int) -> None:
+                k = 0 if s0 == 0 else 1
+                halves.append(k)
+                conv.conv_direct_backward(
+                    dy[s0:s1], y[s0:s1], xp[s0:s1], dws[k], dbs[k], code, float(alpha)
+                )
+
+            runtime.run_halves(direct, n, 2 * y.size * w[0].size)
+            if len(halves) == 2:
+                dws[0] += dws[1]
+                dbs[0] += dbs[1]
+            return (None, *_into_out(out, dws[0], dbs[0].reshape(1, c_out)))
+        if self._gemm_halves(n, c_out * c_in * kh * kw * oh * ow):
+            dx, dw, db = self._conv_backward_halves(dy, x, w, y, geometry, code, alpha, need_dx)
+            return (dx, *_into_out(out, dw, db))
         # ``cols`` is not read: the columns are made again chunk by chunk (see forward).
         taps, npos = c_in * kh * kw, oh * ow
         w2 = w.reshape(c_out, taps)
@@ -624,16 +672,31 @@ class NumbaBackend(Backend):
         cols_work = numpy.empty(taps * chunk * npos, dtype=dtype)
         dcols_work = numpy.empty(taps * chunk * npos, dtype=dtype) if need_dx else None
         dx = numpy.empty(x.shape, dtype=dtype) if need_dx else None
-        db_parts = numpy.zeros((c_out, npos), dtype=dtype)
+        # One set of bias-gradient partial sums per half of a chunk (see runtime.run_halves).
+        db_parts = numpy.zeros((2, c_out, npos), dtype=dtype)
         dw = numpy.empty((c_out, taps), dtype=dtype)
         dw_part = numpy.empty((c_out, taps), dtype=dtype) if chunk < n else None
         for s0 in range(0, n, chunk):
             s1 = min(n, s0 + chunk)
             m = (s1 - s0) * npos
             dz = dz_work[: c_out * m].reshape(c_out, m)
-            conv.epilogue_backward(dy3, y3, s0, s1, dz, 0, db_parts, code, float(alpha))
             part = cols_work[: taps * m].reshape(taps, m)
-            conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, part, 0)
+
+            def prepare(a: int, b: int, s0: int = s0, dz: Array = dz, part: Array = part) -> None:
+                conv.epilogue_backward(
+                    dy3,
+                    y3,
+                    s0 + a,
+                    s0 + b,
+                    dz,
+                    a * npos,
+                    db_parts[0 if a == 0 else 1],
+                    code,
+                    float(alpha),
+                )
+                conv.im2col(x, kh, kw, sh, sw, ph, pw, s0 + a, s0 + b, part, a * npos)
+
+            runtime.run_halves(prepare, s1 - s0, 3 * dz.size + part.size)
             if s0 == 0:
                 numpy.matmul(dz, part.T, out=dw)
             else:
@@ -642,9 +705,76 @@ class NumbaBackend(Backend):
             if need_dx:
                 dcols = dcols_work[: taps * m].reshape(taps, m)
                 numpy.matmul(w2.T, dz, out=dcols)
-                conv.col2im(dcols, 0, kh, kw, sh, sw, ph, pw, s0, s1, dx)
-        db = db_parts.sum(axis=1).reshape(1, c_out)
+
+                def pixels(a: int, b: int, s0: int = s0, dcols: Array = dcols) -> None:
+                    conv.col2im(dcols, a * npos, kh, kw, sh, sw, ph, pw, s0 + a, s0 + b, dx)
+
+                runtime.run_halves(pixels, s1 - s0, dcols.size)
+        db = (db_parts[0] + db_parts[1]).sum(axis=1).reshape(1, c_out)
         return (dx, *_into_out(out, dw.reshape(w.shape), db))
+
+    # Batch halves on two threads, each with its own single-threaded GEMMs, for an im2col
+    # convolution of at least this many multiply-adds (see runtime.blas_single_threaded).
+    conv_gemm_halves_min_macs = 1 << 22
+
+    def _gemm_halves(self, n: int, macs_per_sample: int) -> bool:
+        return (
+            n >= 2
+            and n * macs_per_sample >= self.conv_gemm_halves_min_macs
+            and runtime.halves_enabled()
+            and runtime._blas_controller() is not None
+        )
+
+    def _conv_backward_halves(
+        self,
+        dy: Array,
+        x: Array,
+        w: Array,
+        y: Array,
+        geometry: tuple[Any, ...],
+        code: int,
+        alpha: float,
+        need_dx: bool,
+    ) -> tuple[Array | None, Array, Array]:
+        """conv2d_backward's chunk pipeline on each half of the batch, on two threads with
+        single-threaded GEMMs; each half sums its own dw and db, added at the end."""
+        (kh, kw), (sh, sw), (ph, pw), (oh, ow) = geometry
+        n, c_in = x.shape[0], x.shape[1]
+        c_out = w.shape[0]
+        dtype = x.dtype
+        taps, npos = c_in * kh * kw, oh * ow
+        w2 = w.reshape(c_out, taps)
+        dy3, y3 = dy.reshape(n, c_out, npos), y.reshape(n, c_out, npos)
+        dx = numpy.empty(x.shape, dtype=dtype) if need_dx else None
+        db_parts = numpy.zeros((2, c_out, npos), dtype=dtype)
+        dws = numpy.zeros((2, c_out, taps), dtype=dtype)
+
+        def backward_range(lo: int, hi: int) -> None:
+            k = 0 if lo == 0 else 1
+            chunk = self._conv_chunk(hi - lo, taps * npos * dtype.itemsize)
+            dz_work = numpy.empty(c_out * chunk * npos, dtype=dtype)
+            cols_work = numpy.empty(taps * chunk * npos, dtype=dtype)
+            dcols_work = numpy.empty(taps * chunk * npos, dtype=dtype) if need_dx else None
+            dw_part = numpy.empty((c_out, taps), dtype=dtype)
+            for s0 in range(lo, hi, chunk):
+                s1 = min(hi, s0 + chunk)
+                m = (s1 - s0) * npos
+                dz = dz_work[: c_out * m].reshape(c_out, m)
+                part = cols_work[: taps * m].reshape(taps, m)
+                conv.epilogue_backward(dy3, y3, s0, s1, dz, 0, db_parts[k], code, float(alpha))
+                conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, part, 0)
+                numpy.matmul(dz, part.T, out=dw_part)
+                dws[k] += dw_part
+                if need_dx:
+                    dcols = dcols_work[: taps * m].reshape(taps, m)
+                    numpy.matmul(w2.T, dz, out=dcols)
+                    conv.col2im(dcols, 0, kh, kw, sh, sw, ph, pw, s0, s1, dx)
+
+        with runtime.blas_single_threaded():
+            runtime.run_halves(backward_range, n, 1 << 30)
+        dws[0] += dws[1]
+        db = (db_parts[0] + db_parts[1]).sum(axis=1).reshape(1, c_out)
+        return dx, dws[0].reshape(w.shape), db
 
     def maxpool2d_forward(
         self, x: Array, pool: tuple[int, int], stride: tuple[int, int]
@@ -656,7 +786,11 @@ class NumbaBackend(Backend):
         n, c = x.shape[0], x.shape[1]
         y = numpy.empty((n, c, oh, ow), dtype=x.dtype)
         argmax = numpy.empty((n, c, oh, ow), dtype=numpy.int32)
-        conv.maxpool_forward(x, ph, pw, sh, sw, y, argmax)
+
+        def pool(s0: int, s1: int) -> None:
+            conv.maxpool_forward(x[s0:s1], ph, pw, sh, sw, y[s0:s1], argmax[s0:s1])
+
+        runtime.run_halves(pool, n, x.size)
         return y, argmax
 
     def maxpool2d_backward(
@@ -681,7 +815,11 @@ class NumbaBackend(Backend):
             return super().maxpool2d_backward(dy, argmax, x_shape, pool, stride)
         (ph, pw), (sh, sw), _ = geometry
         dx = numpy.empty(shape, dtype=dy.dtype)
-        conv.maxpool_backward(dy, argmax, ph, pw, sh, sw, dx)
+
+        def pool(s0: int, s1: int) -> None:
+            conv.maxpool_backward(dy[s0:s1], argmax[s0:s1], ph, pw, sh, sw, dx[s0:s1])
+
+        runtime.run_halves(pool, shape[0], dx.size)
         return dx
 
     def avgpool2d_forward(self, x: Array, pool: tuple[int, int], stride: tuple[int, int]) -> Array:
@@ -723,7 +861,7 @@ def _int_tuple(values: Any, length: int, minimum: int) -> tuple[int, ...] | None
         out = tuple(int(v) for v in values)
     except (TypeError, ValueError):
         return None
-    for v, o in zip(values, out):
+    for v, o in zip(values, out, strict=True):
         if isinstance(v, bool) or not isinstance(v, (int, numpy.integer)) or o < minimum:
             return None
     return out

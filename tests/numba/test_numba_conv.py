@@ -231,3 +231,72 @@ def test_batch_chunks_agree(
         for g, e in zip(got[1:], whole[1:], strict=True):  # dw, db: summed over chunks
             numpy.testing.assert_allclose(g, e, rtol=1e-13, atol=1e-13)
     assert fallbacks == []
+
+
+@pytest.mark.parametrize("geometry", [GEOMETRIES[0], GEOMETRIES[1], GEOMETRIES[2], GEOMETRIES[5]],
+                         ids=[IDS[0], IDS[1], IDS[2], IDS[5]])
+def test_batch_halves_agree(
+    numba_backend: Backend,
+    fallbacks: list[str],
+    rng: numpy.random.Generator,
+    monkeypatch: pytest.MonkeyPatch,
+    geometry: tuple,
+) -> None:
+    # Kernels split in batch halves over the helper thread (runtime.run_halves) give the
+    # serial result: per-sample outputs bit for bit, dw/db (two partial sums) to rounding.
+    from nnback.kernels.cpu import runtime
+
+    _, _, stride, padding = geometry
+    (x, _), (w, _), (b, _) = _conv_inputs(rng, geometry, "float64")
+    x = numpy.concatenate([x, x[::-1] * 0.5, x])  # an odd batch: uneven halves
+
+    def step() -> list[numpy.ndarray]:
+        y, cols = numba_backend.conv2d_forward(x, w, b, stride, padding, "relu")
+        dy = numpy.cos(numpy.arange(y.size, dtype=y.dtype)).reshape(y.shape)
+        out = [y, *numba_backend.conv2d_backward(dy, x, w, y, cols, stride, padding, "relu")]
+        out += numba_backend.conv2d_backward(dy, x, w, y, cols, stride, padding, "relu",
+                                             need_dx=False)[1:]
+        p, argmax = numba_backend.maxpool2d_forward(y, (2, 2), (2, 2))
+        out += [p, argmax, numba_backend.maxpool2d_backward(p, argmax, y.shape, (2, 2), (2, 2))]
+        return out
+
+    monkeypatch.setattr(runtime, "_halves_on", False)
+    serial = step()
+    monkeypatch.setattr(runtime, "_halves_on", True)
+    monkeypatch.setattr(runtime, "HALVES_MIN_WORK", 0)
+    split = step()  # the kernels in halves, BLAS's own threads for the GEMMs
+    monkeypatch.setattr(numba_backend, "conv_gemm_halves_min_macs", 0)
+    if runtime._blas_controller() is not None:
+        blas = runtime._blas_controller().get_num_threads()
+        whole = step()  # whole pipelines per half, single-threaded GEMMs
+        assert runtime._blas_controller().get_num_threads() == blas  # restored
+        for k, (got, want) in enumerate(zip(whole, serial, strict=True)):
+            if k in (2, 3, 4, 5):
+                numpy.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+            else:
+                numpy.testing.assert_array_equal(got, want)
+    for k, (got, want) in enumerate(zip(split, serial, strict=True)):
+        if k in (2, 3, 4, 5):  # dw, db (need_dx True and False)
+            numpy.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+        else:
+            numpy.testing.assert_array_equal(got, want)
+    assert fallbacks == []
+
+
+def test_run_halves_raises_the_helpers_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnback.kernels.cpu import runtime
+
+    monkeypatch.setattr(runtime, "_halves_on", True)
+    seen = []
+
+    def run(s0: int, s1: int) -> None:
+        seen.append((s0, s1))
+        if s0:
+            raise ValueError("second half")
+
+    with pytest.raises(ValueError, match="second half"):
+        runtime.run_halves(run, 5, runtime.HALVES_MIN_WORK)
+    assert sorted(seen) == [(0, 3), (3, 5)]
+    seen.clear()
+    runtime.run_halves(run, 1, 1 << 30)  # one sample: never split
+    assert seen == [(0, 1)]
