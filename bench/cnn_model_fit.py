@@ -34,9 +34,17 @@ def run_nnback(backend: str, n: int, profile: bool) -> dict:
     model = nb.Sequential(
         [
             nb.Reshape((1, 28, 28)),
-            nb.Conv2D(1, 32, 3), nb.ReLU(), nb.MaxPool2D(2),
-            nb.Conv2D(32, 64, 3), nb.ReLU(), nb.MaxPool2D(2),
-            nb.Flatten(), nb.Dense(1600, 128), nb.ReLU(), nb.Dense(128, 10), nb.Softmax(),
+            nb.Conv2D(1, 32, 3),
+            nb.ReLU(),
+            nb.MaxPool2D(2),
+            nb.Conv2D(32, 64, 3),
+            nb.ReLU(),
+            nb.MaxPool2D(2),
+            nb.Flatten(),
+            nb.Dense(1600, 128),
+            nb.ReLU(),
+            nb.Dense(128, 10),
+            nb.Softmax(),
         ],
         loss=nb.CategoricalCrossentropy(),
         optimizer=nb.Adam(1e-3),
@@ -67,9 +75,15 @@ def run_torch(n: int) -> dict:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 32, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 64, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(1600, 128), torch.nn.ReLU(),
+        torch.nn.Conv2d(1, 32, 3),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 64, 3),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(1600, 128),
+        torch.nn.ReLU(),
         torch.nn.Linear(128, 10),
     )
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -54,10 +54,14 @@ def run_nnback(backend_name: str, n: int, profile: bool) -> dict:
         return (rng.standard_normal(shape) * numpy.sqrt(2.0 / fan_in)).astype(f32)
 
     params = [
-        he((32, 1, 3, 3), 9), numpy.zeros((1, 32), f32),
-        he((64, 32, 3, 3), 288), numpy.zeros((1, 64), f32),
-        he((1600, 128), 1600), numpy.zeros((1, 128), f32),
-        he((128, 10), 128), numpy.zeros((1, 10), f32),
+        he((32, 1, 3, 3), 9),
+        numpy.zeros((1, 32), f32),
+        he((64, 32, 3, 3), 288),
+        numpy.zeros((1, 64), f32),
+        he((1600, 128), 1600),
+        numpy.zeros((1, 128), f32),
+        he((128, 10), 128),
+        numpy.zeros((1, 10), f32),
     ]
     ms = [numpy.zeros_like(p) for p in params]
     vs = [numpy.zeros_like(p) for p in params]
@@ -94,7 +98,7 @@ def run_nnback(backend_name: str, n: int, profile: bool) -> dict:
         _, dw1, db1 = be.conv2d_backward(dy1, x, w1, y1, c1, one, zero, "relu", need_dx=False)
         state["step"] += 1
         grads = (dw1, db1, dw2, db2, dw3, db3, dw4, db4)
-        for p, gr, m, v in zip(params, grads, ms, vs):
+        for p, gr, m, v in zip(params, grads, ms, vs, strict=True):
             be.adam_update_inplace(p, gr, m, v, 1e-3, state["step"])
 
     return _time(step, n, gemm_time)
@@ -106,9 +110,15 @@ def run_torch(n: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 32, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 64, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(1600, 128), torch.nn.ReLU(),
+        torch.nn.Conv2d(1, 32, 3),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 64, 3),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(1600, 128),
+        torch.nn.ReLU(),
         torch.nn.Linear(128, 10),
     )
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -153,7 +163,9 @@ def main() -> None:
     parser.add_argument("--runners", nargs="+", default=["numba", "torch"])
     parser.add_argument("--profile", action="store_true")
     parser.add_argument(
-        "--threads", type=int, default=2,
+        "--threads",
+        type=int,
+        default=2,
         help="PyTorch threads, and BLAS threads for nnback when not 2 (threadpoolctl); "
         "--threads 1 compares CPU time per step, which a loaded machine distorts least",
     )

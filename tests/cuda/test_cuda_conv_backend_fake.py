@@ -16,10 +16,10 @@ from collections.abc import Callable
 import numpy
 import pytest
 from cuda_helpers import DTYPES, REFERENCE, assert_bitwise
+from nnback.kernels.cuda.launch import CONV_CHUNK
 
 from nnback.backends.cupy_backend import CupyBackend
 from nnback.errors import InputError
-from nnback.kernels.cuda.launch import CONV_CHUNK
 from nnback.testing.fake_cupy import FakeCupy, make_fake_cupy_backend
 from nnback.testing.parity import assert_close, make_input, to_host
 from nnback.tolerances import tolerance_ops

@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy
 import pytest
 from cuda_helpers import DTYPES, REFERENCE, assert_bitwise, assert_within, f64, i32, i64, rounded
+from nnback.kernels.cuda.launch import ACTIVATION_CODES
 
 from nnback.backends.conv_ops import conv_output_size
-from nnback.kernels.cuda.launch import ACTIVATION_CODES
 from nnback.tolerances import tolerance_ops
 
 ACTS = tuple(ACTIVATION_CODES)

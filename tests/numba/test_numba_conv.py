@@ -233,8 +233,11 @@ def test_batch_chunks_agree(
     assert fallbacks == []
 
 
-@pytest.mark.parametrize("geometry", [GEOMETRIES[0], GEOMETRIES[1], GEOMETRIES[2], GEOMETRIES[5]],
-                         ids=[IDS[0], IDS[1], IDS[2], IDS[5]])
+@pytest.mark.parametrize(
+    "geometry",
+    [GEOMETRIES[0], GEOMETRIES[1], GEOMETRIES[2], GEOMETRIES[5]],
+    ids=[IDS[0], IDS[1], IDS[2], IDS[5]],
+)
 def test_batch_halves_agree(
     numba_backend: Backend,
     fallbacks: list[str],
@@ -254,8 +257,9 @@ def test_batch_halves_agree(
         y, cols = numba_backend.conv2d_forward(x, w, b, stride, padding, "relu")
         dy = numpy.cos(numpy.arange(y.size, dtype=y.dtype)).reshape(y.shape)
         out = [y, *numba_backend.conv2d_backward(dy, x, w, y, cols, stride, padding, "relu")]
-        out += numba_backend.conv2d_backward(dy, x, w, y, cols, stride, padding, "relu",
-                                             need_dx=False)[1:]
+        out += numba_backend.conv2d_backward(
+            dy, x, w, y, cols, stride, padding, "relu", need_dx=False
+        )[1:]
         p, argmax = numba_backend.maxpool2d_forward(y, (2, 2), (2, 2))
         out += [p, argmax, numba_backend.maxpool2d_backward(p, argmax, y.shape, (2, 2), (2, 2))]
         return out

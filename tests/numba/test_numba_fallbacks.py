@@ -251,15 +251,22 @@ CASES: dict[str, tuple[str, Callable[[numpy.random.Generator], Args], tuple[int,
         (),
     ),
     "maxpool2d_forward-strided": (
-        "maxpool2d_forward", lambda r: ((_strided(_a(r, 2, 3, 7, 6)), (2, 2), (2, 2)), {}), ()
+        "maxpool2d_forward",
+        lambda r: ((_strided(_a(r, 2, 3, 7, 6)), (2, 2), (2, 2)), {}),
+        (),
     ),
     "maxpool2d_backward-int64-argmax": (
         "maxpool2d_backward",
-        lambda r: ((_a(r, 2, 3, 3, 3), r.integers(0, 4, (2, 3, 3, 3)), (2, 3, 7, 6), (2, 2), (2, 2)), {}),
+        lambda r: (
+            (_a(r, 2, 3, 3, 3), r.integers(0, 4, (2, 3, 3, 3)), (2, 3, 7, 6), (2, 2), (2, 2)),
+            {},
+        ),
         (),
     ),
     "avgpool2d_forward-float16": (
-        "avgpool2d_forward", lambda r: ((_a(r, 2, 3, 7, 6, dtype="f2"), (3, 2), (2, 2)), {}), ()
+        "avgpool2d_forward",
+        lambda r: ((_a(r, 2, 3, 7, 6, dtype="f2"), (3, 2), (2, 2)), {}),
+        (),
     ),
     "avgpool2d_backward-strided-dy": (
         "avgpool2d_backward",
