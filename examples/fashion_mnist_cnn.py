@@ -40,8 +40,14 @@ def main() -> None:
     parser.add_argument("--backend", default=None, help="numpy, numba, cupy or auto")
     parser.add_argument("--data-dir", default=None, help="directory with the IDX files")
     parser.add_argument("--epochs", type=int, default=10, help="(default: 10)")
-    parser.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
+    parser.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 0.001)")
+    parser.add_argument(
+        "--decay",
+        type=float,
+        default=1e-4,
+        help="learning-rate decay, lr / (1 + decay * step) (default: 0.0001)",
+    )
     parser.add_argument(
         "--dropout",
         type=float,
@@ -67,10 +73,13 @@ def main() -> None:
         print("shipped with nnback; expect a test accuracy near 0.6-0.7, far below the full set's")
     else:
         (X, y), (X_test, y_test) = load_fashion_mnist(args.data_dir)
-    model = build_cnn("adam", args.lr, args.seed, "float32", backend, dropout=args.dropout)
+    model = build_cnn(
+        "adam", args.lr, args.seed, "float32", backend, dropout=args.dropout, decay=args.decay
+    )
     print(
         f"Fashion-MNIST {X.shape[0]} training / {X_test.shape[0]} test images, "
-        f"backend {backend.name}, batch {args.batch_size}, dropout {args.dropout}"
+        f"backend {backend.name}, batch {args.batch_size}, Adam {args.lr} with decay "
+        f"{args.decay}, dropout {args.dropout}"
     )
     started = time.perf_counter()
     watch = (X_test, y_test) if args.test_each_epoch else None

@@ -71,9 +71,12 @@ def build_cnn(
     image_shape: tuple[int, int, int] = (1, 28, 28),
     n_classes: int = 10,
     dropout: float = 0.0,
+    decay: float = 0.0,
 ) -> Any:
     """The CNN as a :class:`~nnback.model.Sequential` classifier (categorical
-    cross-entropy, fused with the softmax), taking rows of ``prod(image_shape)`` pixels."""
+    cross-entropy, fused with the softmax), taking rows of ``prod(image_shape)`` pixels.
+
+    ``decay`` is the optimizer's textbook learning-rate decay, ``lr / (1 + decay * step)``."""
     from .losses import CategoricalCrossentropy
     from .model import Sequential
     from .optimizers import get_optimizer
@@ -81,7 +84,7 @@ def build_cnn(
     return Sequential(
         cnn_layers(image_shape, n_classes, dropout),
         loss=CategoricalCrossentropy(),
-        optimizer=get_optimizer(optimizer, learning_rate=learning_rate),
+        optimizer=get_optimizer(optimizer, learning_rate=learning_rate, decay=decay),
         seed=seed,
         dtype=dtype,
         backend=backend,

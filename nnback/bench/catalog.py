@@ -177,11 +177,14 @@ def _expand(settings: Settings, make: Maker, peers: tuple[str, ...] = (TORCH,)) 
     found = [make(name, reason) for name, reason in settings.backends]
     if settings.peers:
         base = make("numpy", None)
+        # A peer trains the epoch its nnback twin trains: the CNN's epoch is capped below
+        # the suite's sample count, and a peer given that count timed 15x the work.
+        samples = int(base.amount) if base.family == "train_epoch" else settings.samples
         for peer in peers:
             if peer == SKLEARN:
-                twin = sklearn_peer(base, settings.samples, settings.real_epochs)
+                twin = sklearn_peer(base, samples, settings.real_epochs)
             else:
-                twin = torch_peer(base, peer, settings.samples, settings.real_epochs)
+                twin = torch_peer(base, peer, samples, settings.real_epochs)
             if twin is not None:
                 found.append(twin)
     return found

@@ -376,6 +376,7 @@ def _training(work: Workload, tuned: bool, samples: int, epochs: int, real: bool
             info: dict[str, Any] = {
                 "torch": torch.__version__,
                 "threads": torch.get_num_threads(),
+                "epoch_samples": int(X.shape[0]),
                 "omp_wait_policy": users_wait_policy() or "default",
             }
             if real:

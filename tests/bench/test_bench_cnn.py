@@ -119,3 +119,24 @@ def test_the_pytorch_cnn_is_the_same_network_and_its_peers_run() -> None:
         assert work is not None
         result = measure(work, ONCE)
         assert result.error is None, (work.name, result.error)
+
+
+def test_the_pytorch_peer_trains_the_epoch_its_nnback_twin_trains() -> None:
+    pytest.importorskip(
+        "torch", reason="PyTorch is not installed: pip install torch (the CPU build is enough)"
+    )
+    # The suite's sample count exceeds the CNN's epoch cap: the peer must still train the
+    # capped epoch, or its samples/s is read against the wrong amount of work.
+    settings = Settings(samples=CNN_SAMPLES + 904, backends=NUMPY_ONLY, peers=True)
+    (peer,) = [
+        w
+        for w in all_workloads(settings)
+        if w.family == "train_epoch"
+        and w.case == CNN_NETWORK
+        and w.runner == "torch"
+        and w.batch == 128
+    ]
+    assert peer.amount == CNN_SAMPLES
+    result = measure(peer, ONCE)
+    assert result.error is None, result.error
+    assert result.extra["epoch_samples"] == CNN_SAMPLES
