@@ -24,8 +24,14 @@ on a single long-lived Python helper thread and one on the calling thread. The k
 ``nogil``, so the halves run in parallel; there is no OpenMP pool, nothing spins while the
 helper waits (a blocked queue read), and the split happens only between GEMMs, when
 BLAS's own threads have no work. A split costs a thread wake-up (tens of microseconds), so
-only kernels over enough elements are split (``HALVES_MIN_WORK``). ``NNBACK_KERNEL_THREADS=1``
-turns it off.
+only kernels over enough elements are split (``HALVES_MIN_WORK``).
+
+It is off by default; ``NNBACK_KERNEL_THREADS=2`` turns it on. It was built on a 2-core
+machine shared with other jobs, where it protected against OpenBLAS's spin-waiting
+collapse; but in ``nnback bench`` runs on the same machine when quiet, the CNN's training
+epoch ran faster without it (batch 32: 3.69-3.71k samples/s serial against 2.25-2.31k
+with halves; batch 128: 3.53-3.57k against 2.57-3.36k, same runs as PyTorch CPU), so
+the serial kernels and BLAS's own threads are the default.
 
 A user's own ``parallel=True`` Numba code may still start the pool in this process, next
 to BLAS. For that case we choose, only where the user has not:
@@ -154,10 +160,10 @@ def _halves_enabled() -> bool:
     value = os.environ.get("NNBACK_KERNEL_THREADS", "").strip()
     if value:
         try:
-            return int(value) > 1
+            return int(value) > 1 and (os.cpu_count() or 1) > 1
         except ValueError:
-            return True
-    return (os.cpu_count() or 1) > 1
+            return False
+    return False  # see "Batch halves on a helper thread" above
 
 
 class _Helper:
