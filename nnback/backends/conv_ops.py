@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy
+
 from ..errors import InputError
 
 Array = Any
@@ -42,6 +44,47 @@ CONV_ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh")
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     """Output length of a convolution or pooling window along one axis (0 if none fits)."""
     return max((size + 2 * padding - kernel) // stride + 1, 0)
+
+
+def int_tuple(
+    values: Any, length: int, minimum: int, maximum: int | None = None
+) -> tuple[int, ...] | None:
+    """``values`` as ``length`` Python ints in ``[minimum, maximum]``, or None (bools and
+    non-integers included)."""
+    try:
+        items = tuple(values)
+    except TypeError:
+        return None
+    if len(items) != length:
+        return None
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, int | numpy.integer):
+            return None
+        if v < minimum or (maximum is not None and v > maximum):
+            return None
+    return tuple(int(v) for v in items)
+
+
+def kernel_geometry(
+    x_shape: Any, kernel: Any, stride: Any, padding: Any, limit: int | None = None
+) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...], tuple[int, int]] | None:
+    """``((n, c, h, w), (kernel, stride, padding), (oh, ow))`` as Python ints, or None.
+
+    For accelerated overrides: None means their kernels cannot take the arguments (not
+    integers, out of range, no window fits, or window values above ``limit``), and the
+    override falls back to the reference op, which explains or rejects them.
+    """
+    shape = int_tuple(x_shape, 4, 1)
+    k = int_tuple(kernel, 2, 1, limit)
+    s = int_tuple(stride, 2, 1, limit)
+    p = int_tuple(padding, 2, 0, limit)
+    if shape is None or k is None or s is None or p is None:
+        return None
+    oh = conv_output_size(shape[2], k[0], s[0], p[0])
+    ow = conv_output_size(shape[3], k[1], s[1], p[1])
+    if oh < 1 or ow < 1:
+        return None
+    return shape, (k, s, p), (oh, ow)
 
 
 def _check_conv_activation(activation: str) -> None:

@@ -28,7 +28,7 @@ from ..errors import BackendUnavailableError
 from ..kernels.cuda import COMPILE_OPTIONS
 from ..kernels.cuda.launch import ACTIVATION_CODES, LABEL_SUFFIX, SUFFIX, KernelRunner
 from .base import EPSILON_CLIP, Backend, adam_scalars
-from .conv_ops import CONV_ACTIVATIONS, conv_output_size
+from .conv_ops import CONV_ACTIVATIONS, kernel_geometry
 from .cublas import CublasGemm, find_cublas_library
 
 Array = Any
@@ -80,37 +80,6 @@ def _weak(value: Any, dtype: Any) -> bool:
 
 # conv.cu indexes within an image, a window or a column of im2col's matrix with int.
 _INT_MAX = 2**31 - 1
-
-
-def _pairs(*pairs: Any, minimum: tuple[int, ...]) -> tuple[tuple[int, int], ...] | None:
-    """The (height, width) pairs as Python ints, or None unless each is two ints of at least
-    its ``minimum`` (kernel and stride >= 1, padding >= 0) that conv.cu's int indexing can
-    hold. None sends the op to the reference, which makes sense of or rejects the rest."""
-    out = []
-    for pair, low in zip(pairs, minimum, strict=True):
-        try:
-            a, b = pair
-        except (TypeError, ValueError):
-            return None
-        if not all(isinstance(v, int | numpy.integer) and not isinstance(v, bool) for v in (a, b)):
-            return None
-        if not (low <= a <= _INT_MAX // 4 and low <= b <= _INT_MAX // 4):
-            return None
-        out.append((int(a), int(b)))
-    return tuple(out)
-
-
-def _image_shape(shape: Any) -> tuple[int, int, int, int] | None:
-    """A 4-D image shape of positive ints (as Python ints), or None."""
-    try:
-        dims = tuple(shape)
-    except TypeError:
-        return None
-    if len(dims) != 4 or not all(
-        isinstance(v, int | numpy.integer) and not isinstance(v, bool) and v >= 1 for v in dims
-    ):
-        return None
-    return tuple(int(v) for v in dims)  # type: ignore[return-value]
 
 
 def _rows_ok(x: Array, activation: str) -> bool:
@@ -346,18 +315,13 @@ class CupyBackend(Backend):
         self, x_shape: Any, kernel: Any, stride: Any, padding: Any
     ) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...], tuple[int, int]] | None:
         """``(x_shape, (kernel, stride, padding), (oh, ow))`` when conv.cu can take them."""
-        shape = _image_shape(x_shape)
-        pairs = _pairs(kernel, stride, padding, minimum=(1, 1, 0))
-        if shape is None or pairs is None:
+        geometry = kernel_geometry(x_shape, kernel, stride, padding, limit=_INT_MAX // 4)
+        if geometry is None:
             return None
-        n, c, h, w = shape
-        (kh, kw), (sh, sw), (ph, pw) = pairs
-        oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-        if oh < 1 or ow < 1:  # the reference says what is wrong
-            return None
+        (n, c, h, w), ((kh, kw), _, (ph, pw)), (oh, ow) = geometry
         if max((h + 2 * ph) * (w + 2 * pw), c * kh * kw, n * oh * ow) > _INT_MAX:
             return None
-        return shape, pairs, (oh, ow)
+        return geometry
 
     def im2col(
         self,

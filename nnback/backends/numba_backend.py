@@ -33,7 +33,7 @@ from ..kernels.cpu.support import (
     writable,
 )
 from .base import EPSILON_CLIP, Array, Backend, adam_scalars
-from .conv_ops import conv_output_size
+from .conv_ops import int_tuple, kernel_geometry
 
 
 class NumbaBackend(Backend):
@@ -429,7 +429,7 @@ class NumbaBackend(Backend):
         stride: tuple[int, int] = (1, 1),
         padding: tuple[int, int] = (0, 0),
     ) -> Array:
-        shape = _int_tuple(x_shape, 4, 1)
+        shape = int_tuple(x_shape, 4, 1)
         geometry = None if shape is None else _conv_geometry(shape, kernel, stride, padding)
         if float_dtype(cols) is None or geometry is None:
             return super().col2im(cols, x_shape, kernel, stride, padding)
@@ -801,7 +801,7 @@ class NumbaBackend(Backend):
         pool: tuple[int, int],
         stride: tuple[int, int],
     ) -> Array:
-        shape = _int_tuple(x_shape, 4, 1)
+        shape = int_tuple(x_shape, 4, 1)
         geometry = None if shape is None else _pool_geometry(shape, pool, stride)
         if (
             geometry is None
@@ -838,7 +838,7 @@ class NumbaBackend(Backend):
         pool: tuple[int, int],
         stride: tuple[int, int],
     ) -> Array:
-        shape = _int_tuple(x_shape, 4, 1)
+        shape = int_tuple(x_shape, 4, 1)
         geometry = None if shape is None else _pool_geometry(shape, pool, stride)
         if geometry is None or float_dtype(dy) is None or dy.shape != (*shape[:2], *geometry[2]):
             return super().avgpool2d_backward(dy, x_shape, pool, stride)
@@ -853,34 +853,12 @@ def _fused_code(code: int) -> int:
     return code if code <= 2 else 0
 
 
-def _int_tuple(values: Any, length: int, minimum: int) -> tuple[int, ...] | None:
-    """``values`` as a tuple of ``length`` Python ints >= ``minimum``, or None."""
-    try:
-        if len(values) != length:
-            return None
-        out = tuple(int(v) for v in values)
-    except (TypeError, ValueError):
-        return None
-    for v, o in zip(values, out, strict=True):
-        if isinstance(v, bool) or not isinstance(v, (int, numpy.integer)) or o < minimum:
-            return None
-    return out
-
-
 def _conv_geometry(x: Any, kernel: Any, stride: Any, padding: Any) -> tuple[Any, ...] | None:
     """((kh, kw), (sh, sw), (ph, pw), (oh, ow)) of a convolution over ``x`` (an array or a
     shape), or None when a kernel cannot take it (the reference then runs or raises)."""
     shape = x if isinstance(x, tuple) else x.shape
-    k = _int_tuple(kernel, 2, 1)
-    s = _int_tuple(stride, 2, 1)
-    p = _int_tuple(padding, 2, 0)
-    if k is None or s is None or p is None or len(shape) != 4 or min(shape) < 1:
-        return None
-    oh = conv_output_size(shape[2], k[0], s[0], p[0])
-    ow = conv_output_size(shape[3], k[1], s[1], p[1])
-    if oh < 1 or ow < 1:
-        return None
-    return k, s, p, (oh, ow)
+    geometry = kernel_geometry(shape, kernel, stride, padding)
+    return None if geometry is None else (*geometry[1], geometry[2])
 
 
 def _pool_geometry(x: Any, pool: Any, stride: Any) -> tuple[Any, ...] | None:

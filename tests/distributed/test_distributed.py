@@ -284,7 +284,7 @@ def test_distributed_argument_is_checked():
 @pytest.mark.filterwarnings("ignore:MLPClassifier reached max_iter")
 def test_grid_search_with_joblib_processes():
     """The scikit-learn route: MLPClassifier in GridSearchCV(n_jobs=2) on loky workers."""
-    pytest.importorskip("sklearn")
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed: pip install scikit-learn")
     from sklearn.model_selection import GridSearchCV
 
     X, y = mpi_worker.data(120)
