@@ -257,9 +257,21 @@ class Sequential:
         return x
 
     def backward(self, grad: Array) -> None:
-        """Back-propagate ``grad`` (the loss gradient of the forward output) to every layer."""
+        """Back-propagate ``grad`` (the loss gradient of the forward output) to every layer
+        with parameters.
+
+        The input gradient (``dinputs``) of the first layer with parameters and of the
+        shape-only layers before it (``Reshape``) is not computed: nothing trains from it,
+        and for a first ``Conv2D`` it would be a col2im pass as costly as its weight
+        gradient."""
+        first = next(
+            (k for k, layer in enumerate(self.steps) if layer.trainable), len(self.steps)
+        )
         for index in range(len(self.steps) - 1, -1, -1):
-            grad = self.steps[index].backward(grad, need_dinputs=index > 0, overwrite=True)
+            need = index > first
+            grad = self.steps[index].backward(grad, need_dinputs=need, overwrite=True)
+            if not need:
+                break
 
     def loss_and_gradient(
         self, output: Array, y: Array, with_grad: bool = True
@@ -362,13 +374,14 @@ class Sequential:
         if group is not None:
             return group.predict(self, X, size, to_numpy)
         result = None
-        for start in range(0, n, size):
-            out = self.forward(backend.asarray(X[start : start + size]), training=False)
-            if self.fused_softmax_loss:
-                out = backend.softmax(out)
-            if result is None:
-                result = backend.empty((n, out.shape[1]), self.dtype)
-            result[start : start + out.shape[0]] = out
+        with backend.compute_scope():
+            for start in range(0, n, size):
+                out = self.forward(backend.asarray(X[start : start + size]), training=False)
+                if self.fused_softmax_loss:
+                    out = backend.softmax(out)
+                if result is None:
+                    result = backend.empty((n, out.shape[1]), self.dtype)
+                result[start : start + out.shape[0]] = out
         return backend.to_numpy(result) if to_numpy else result
 
     def predict_classes(self, X: Any, batch_size: int | None = None) -> numpy.ndarray:

@@ -92,7 +92,9 @@ GRADIENT_CHECK = Tolerance(rtol=1e-6, atol=1e-8)
 
 # Public methods of Backend that compute no values to compare: they are checked by type,
 # shape or behaviour instead (``empty`` returns uninitialised memory on purpose).
-NOT_NUMERIC = frozenset({"capture_unavailable", "empty", "info", "is_array", "synchronize"})
+NOT_NUMERIC = frozenset(
+    {"capture_unavailable", "compute_scope", "empty", "info", "is_array", "synchronize"}
+)
 
 # op -> (rtol, atol) in units of the dtype's eps. Why each value, in ulps (u = eps / 2):
 _FACTORS: dict[str, tuple[float, float]] = {

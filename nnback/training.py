@@ -409,14 +409,16 @@ def fit(
             for epoch in range(epochs):
                 for callback in callbacks:
                     callback.on_epoch_begin(epoch)
-                logs = trainer.epoch(epoch, guard)
+                with backend.compute_scope():
+                    logs = trainer.epoch(epoch, guard)
                 history.step_mode = trainer.step_mode  # a plan may have turned out eager
                 if validation is not None and group is not None:
                     scores = group.score(model, *validation, scorer.size)
                     logs["val_loss"] = scores["loss"]
                     logs["val_accuracy"] = scores["accuracy"]
                 elif validation is not None:
-                    scores = scorer.score(trainer.step_mode == "captured")
+                    with backend.compute_scope():
+                        scores = scorer.score(trainer.step_mode == "captured")
                     logs["val_loss"] = scores["loss"]
                     logs["val_accuracy"] = scores["accuracy"]
                 history.append(epoch, logs)
@@ -488,7 +490,8 @@ def evaluate(
         model.metric.prepare(y)
     if group is not None:
         return group.score(model, X, y, size)
-    return _score(model, X, y, size)
+    with backend.compute_scope():
+        return _score(model, X, y, size)
 
 
 def _device_targets(model: Sequential, X: Any, y: numpy.ndarray) -> Any:

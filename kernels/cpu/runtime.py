@@ -75,9 +75,13 @@ __all__ = [
     "install_compile_notice",
     "kernel",
     "reduction_kernel",
+    "batch_chunks",
+    "blas_is_single_threaded",
     "blas_single_threaded",
-    "halves_enabled",
-    "run_halves",
+    "kernel_threads",
+    "parallel_enabled",
+    "run_batch",
+    "run_chunks",
     "threading_facts",
 ]
 
@@ -151,89 +155,178 @@ def _warn_uncached(reason: str) -> None:
         )
 
 
-# Elements (roughly: values read and written) below which a kernel is not split in halves:
-# a split costs a wake-up of the helper thread, tens of microseconds.
-HALVES_MIN_WORK = 1 << 16
+# Work (roughly: values read and written, or multiply-adds) below which a batch is not
+# split: handing chunks to the helper threads costs a wake-up, tens of microseconds.
+SPLIT_MIN_WORK = 1 << 16
+# Work per chunk that run_batch aims at: large enough that the Python between kernels is
+# small beside them, small enough that a slow core does not hold the others up for long.
+CHUNK_WORK = 1 << 19
+# Threads used when NNBACK_KERNEL_THREADS is not set: the usable cores, at most this many.
+MAX_DEFAULT_THREADS = 8
 
 
-def _halves_enabled() -> bool:
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _kernel_threads() -> int:
+    """Threads the batch-parallel kernels use: NNBACK_KERNEL_THREADS, else the usable
+    cores (at most MAX_DEFAULT_THREADS); 1 means everything runs on the calling thread."""
     value = os.environ.get("NNBACK_KERNEL_THREADS", "").strip()
     if value:
         try:
-            return int(value) > 1 and (os.cpu_count() or 1) > 1
+            return max(1, min(int(value), 64))
         except ValueError:
-            return False
-    return False  # see "Batch halves on a helper thread" above
+            warnings.warn(
+                f"nnback: NNBACK_KERNEL_THREADS={value!r} is not a whole number; using 1 "
+                "(set it to the number of threads, e.g. 2)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return 1
+    return max(1, min(_usable_cores(), MAX_DEFAULT_THREADS))
 
 
-class _Helper:
-    """One daemon thread that runs the second half of split kernels, in order."""
+class _Job:
+    """One run_chunks call: chunks handed out in order, to whichever thread asks next."""
 
-    def __init__(self) -> None:
-        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._loop, name="nnback-kernels", daemon=True)
-        self.thread.start()
+    def __init__(self, run: Callable[[int], Any], count: int, helpers: int) -> None:
+        self.run = run
+        self.count = count
+        self.next = 0
+        self.lock = threading.Lock()
+        self.done = threading.Semaphore(0)
+        self.helpers = helpers
+        self.errors: list[tuple[int, BaseException]] = []
 
-    def _loop(self) -> None:
+    def work(self) -> None:
         while True:
-            fn, args, done, error = self.jobs.get()
+            with self.lock:
+                index = self.next
+                if index >= self.count or self.errors:
+                    return
+                self.next = index + 1
             try:
-                fn(*args)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-                error.append(exc)
-            done.release()
+                self.run(index)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+                with self.lock:
+                    self.errors.append((index, exc))
 
 
-_helper: _Helper | None = None
-_helper_lock = threading.Lock()
-_halves_on = _halves_enabled()
+class _Pool:
+    """Long-lived daemon helper threads that take chunks of a job beside the caller."""
+
+    def __init__(self, helpers: int) -> None:
+        self.queues: list[queue.SimpleQueue[_Job]] = []
+        for k in range(helpers):
+            jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+            thread = threading.Thread(
+                target=self._loop, args=(jobs,), name=f"nnback-kernels-{k + 1}", daemon=True
+            )
+            thread.start()
+            self.queues.append(jobs)
+
+    @staticmethod
+    def _loop(jobs: queue.SimpleQueue[_Job]) -> None:
+        while True:
+            job = jobs.get()
+            try:
+                job.work()
+            finally:
+                job.done.release()
+
+
+_pool: _Pool | None = None
+_pool_lock = threading.Lock()
+_threads = _kernel_threads()
+# Held while a thread runs run_chunks: a kernel that itself calls run_chunks from inside a
+# chunk (or from a second user thread meanwhile) runs its chunks serially instead.
+_pool_busy = threading.Lock()
 
 
 def _reset_after_fork() -> None:
-    """A forked child has no helper thread: make a new one when first needed."""
-    global _helper, _helper_lock
-    _helper = None
-    _helper_lock = threading.Lock()
+    """A forked child has no helper threads: make new ones when first needed."""
+    global _pool, _pool_lock, _pool_busy
+    _pool = None
+    _pool_lock = threading.Lock()
+    _pool_busy = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def run_halves(run: Callable[[int, int], Any], n: int, work: int) -> None:
-    """``run(s0, s1)`` over ``range(n)``: as two halves in parallel (the second on the
-    helper thread) when ``work`` elements are worth a split, else ``run(0, n)`` here.
+def kernel_threads() -> int:
+    """How many threads the batch-parallel kernels use (1: all on the calling thread)."""
+    return _threads
 
-    ``run`` must release the GIL for the halves to overlap (nnback's kernels are nogil)
-    and must be safe to run on disjoint halves at once.
+
+def run_chunks(run: Callable[[int], Any], count: int) -> None:
+    """``run(k)`` for every ``k`` in ``range(count)``, on the calling thread and the helper
+    threads at once, each taking the next chunk when it is free (a core slowed by another
+    process takes fewer chunks). ``run`` must release the GIL for most of its time
+    (nnback's kernels and numpy's GEMMs do) and write only what chunk ``k`` owns, so the
+    result cannot depend on which thread ran which chunk. The first error (lowest chunk)
+    is raised once every thread has stopped taking chunks.
     """
-    global _helper
-    if n < 2 or work < HALVES_MIN_WORK or not _halves_on:
-        run(0, n)
+    if count < 2 or _threads < 2 or not _pool_busy.acquire(blocking=False):
+        for k in range(count):
+            run(k)
         return
-    if _helper is None:
-        with _helper_lock:
-            if _helper is None:
-                _helper = _Helper()
-    mid = (n + 1) // 2
-    done = threading.Semaphore(0)
-    error: list[BaseException] = []
-    _helper.jobs.put((run, (mid, n), done, error))
     try:
-        run(0, mid)
+        global _pool
+        if _pool is None:
+            with _pool_lock:
+                if _pool is None:
+                    _pool = _Pool(_threads - 1)
+        helpers = min(len(_pool.queues), count - 1)
+        job = _Job(run, count, helpers)
+        for jobs in _pool.queues[:helpers]:
+            jobs.put(job)
+        try:
+            job.work()
+        finally:
+            for _ in range(helpers):
+                job.done.acquire()
     finally:
-        done.acquire()
-    if error:
-        raise error[0]
+        _pool_busy.release()
+    if job.errors:
+        raise min(job.errors, key=lambda item: item[0])[1]
 
 
-def halves_enabled() -> bool:
-    """Whether :func:`run_halves` may split (more than one core, not turned off)."""
-    return _halves_on
+def batch_chunks(n: int, work_per_sample: int, chunk_work: int | None = None) -> list[range]:
+    """``range(n)`` cut into chunks of about ``chunk_work`` work each, of equal size.
+
+    The cut depends only on ``n`` and the work, never on the thread count, so a kernel
+    that sums per chunk and then adds the chunks in order gives the same bits on 1 thread
+    and on 8. Small batches (under SPLIT_MIN_WORK) are one chunk.
+    """
+    target = CHUNK_WORK if chunk_work is None else chunk_work
+    total = n * max(work_per_sample, 1)
+    if n < 2 or total < SPLIT_MIN_WORK:
+        return [range(n)]
+    per_chunk = max(1, min(n, target // max(work_per_sample, 1)))
+    chunks = -(-n // per_chunk)
+    size = -(-n // chunks)
+    return [range(s, min(n, s + size)) for s in range(0, n, size)]
 
 
-# The BLAS thread count is lowered to 1 while nnback runs GEMMs in batch halves on its own
-# two threads (blas_single_threaded); a depth count restores it when the last such op ends.
+def run_batch(run: Callable[[int, int], Any], n: int, work_per_sample: int) -> None:
+    """``run(s0, s1)`` over the chunks of :func:`batch_chunks`, through :func:`run_chunks`."""
+    chunks = batch_chunks(n, work_per_sample)
+    run_chunks(lambda k: run(chunks[k].start, chunks[k].stop), len(chunks))
+
+
+def parallel_enabled() -> bool:
+    """Whether run_chunks uses helper threads (more than one kernel thread)."""
+    return _threads > 1
+
+
+# The BLAS thread count is lowered to 1 while nnback's own threads run the GEMMs chunk by
+# chunk (blas_single_threaded); a depth count restores it when the last such block ends.
 _blas_lock = threading.Lock()
 _blas_state: dict[str, Any] = {"lib": None, "depth": 0, "saved": 1}
 
@@ -260,20 +353,27 @@ def _blas_controller() -> Any:
     return lib or None
 
 
+def blas_is_single_threaded() -> bool:
+    """Whether a :func:`blas_single_threaded` block is in force (nnback's threads split
+    the GEMMs then)."""
+    return _blas_state["depth"] > 0
+
+
 @contextlib.contextmanager
 def blas_single_threaded() -> Any:
     """Run the block with the BLAS on one thread; yields whether that could be done.
 
-    For ops that split a batch in halves over :func:`run_halves` and run one GEMM per half
-    on each thread: measured on the shared 2-core machine, OpenBLAS's own 2-thread GEMM
-    splits the work statically and spin-waits for its other thread, so with the second
-    core busy with another process a conv weight-gradient GEMM took 30-340 ms instead of
-    2-4 ms (CPU time equal to wall time: one thread spinning); two single-threaded GEMMs
-    on nnback's threads degrade to the serial time instead. The setting is process-wide
-    (a numpy GEMM on another thread meanwhile runs single-threaded) and restored by the
-    last op that leaves.
+    For work split over :func:`run_chunks`, one GEMM per chunk on each thread. Measured on
+    the 2-core machine: OpenBLAS's 2-thread GEMM splits its work statically and, once
+    done, its worker spins (yielding) for a long while before it sleeps, so a helper
+    thread of ours that runs meanwhile gets about half a core; with the other core busy
+    with another process, a conv weight-gradient GEMM took 30-340 ms instead of 2-4 ms.
+    Single-threaded GEMMs on nnback's threads never wait for each other. The setting is
+    process-wide (a numpy GEMM on another thread meanwhile runs single-threaded) and
+    restored by the last block that leaves; without threadpoolctl, or with one thread,
+    nothing changes (yields False).
     """
-    lib = _blas_controller() if _halves_on else None
+    lib = _blas_controller() if _threads > 1 else None
     if lib is None:
         yield False
         return

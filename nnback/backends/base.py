@@ -23,6 +23,7 @@ Conventions
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -122,6 +123,12 @@ class Backend(ConvOps):
 
     def synchronize(self) -> None:
         """Wait until all queued work is finished (a no-op on the host)."""
+
+    def compute_scope(self) -> contextlib.AbstractContextManager[Any]:
+        """A context in which ``fit``, ``evaluate`` and ``predict`` run their steps: a
+        backend that splits its ops over threads of its own sets the thread policy for the
+        whole loop here (see the numba backend); nothing by default."""
+        return contextlib.nullcontext()
 
     def capture_unavailable(self) -> str | None:
         """None when ``fit`` can replay its training steps as CUDA graphs on this backend,

@@ -15,6 +15,8 @@ computes with it in float64; the difference is one rounding, well inside the par
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Any
 
 import numpy
@@ -390,20 +392,57 @@ class NumbaBackend(Backend):
     # convolution (conv.conv_direct_*): with so few taps the GEMM's inner dimension is too
     # short for BLAS, and im2col writes kh * kw copies of the input for it.
     conv_direct_max_taps = 27
-    # Bytes of im2col columns per batch chunk: a chunk's columns, GEMM output and epilogue
-    # stay in the L2 cache between the kernels and the GEMMs that share them.
-    # Chunks of a few samples (cache-sized) measured faster on a quiet machine, but each
-    # chunk is one multi-threaded BLAS call, and on a loaded machine (2 cores shared with
-    # other processes) a small GEMM waits for both BLAS threads to be scheduled: 43
-    # chunks of 3 samples took 50-660 ms per conv2d_forward at batch 128 where one GEMM
-    # over the batch took 23-25 ms. So chunks are large (16 MiB of columns), and balanced.
-    conv_chunk_bytes = 1 << 24
+    # Bytes of im2col columns per batch chunk of the GEMM path: a chunk's columns, GEMM
+    # output and epilogue stay in the (2 MiB, per core) L2 cache between the kernels and
+    # the single-threaded GEMMs that share them. Measured at batch 128, conv 32->64 3x3 on
+    # 13x13: 1 MiB chunks (7 samples) ran the forward pass in 7.7 ms on one thread against
+    # 10.8 ms for one 16 MiB chunk.
+    conv_chunk_bytes = 1 << 20
+    # Multiply-adds per chunk of a direct convolution, and values per chunk of a pooling:
+    # enough work that the Python between chunks is small beside it.
+    direct_chunk_work = 1 << 21
+    pool_chunk_work = 1 << 18
+    # A GEMM of at least this many multiply-adds inside compute_scope() is split by rows
+    # over the kernel threads (BLAS then runs single-threaded).
+    matmul_split_min_macs = 1 << 22
 
-    def _conv_chunk(self, n: int, bytes_per_sample: int) -> int:
-        """Samples per chunk: at most conv_chunk_bytes of columns, chunks of equal size."""
-        per_chunk = max(1, min(n, self.conv_chunk_bytes // max(bytes_per_sample, 1)))
-        chunks = -(-n // per_chunk)
-        return -(-n // chunks)
+    def compute_scope(self) -> contextlib.AbstractContextManager[Any]:
+        """BLAS on one thread for the whole loop, while nnback's kernel threads split each
+        op by batch chunks (GEMMs included, :meth:`matmul`); see ``runtime.run_chunks``."""
+        if runtime.parallel_enabled():
+            return runtime.blas_single_threaded()
+        return contextlib.nullcontext()
+
+    def matmul(self, a: Array, b: Array, out: Array | None = None) -> Array:
+        if (
+            out is None
+            or not runtime.blas_is_single_threaded()
+            or not runtime.parallel_enabled()
+            or type(a) is not numpy.ndarray
+            or type(b) is not numpy.ndarray
+            or type(out) is not numpy.ndarray
+            or a.ndim != 2
+            or b.ndim != 2
+            or out.shape != (a.shape[0], b.shape[1])
+            or a.shape[1] != b.shape[0]
+            or a.shape[0] * a.shape[1] * b.shape[1] < self.matmul_split_min_macs
+        ):
+            # The reference's own call (not a fallback: BLAS is this backend's GEMM too).
+            return numpy.matmul(a, b) if out is None else numpy.matmul(a, b, out=out)
+        # Rows of the product on the kernel threads. No sum is split, but BLAS may block a
+        # GEMM of fewer rows differently: measured, most shapes gave the unsplit product's
+        # bits and some differed in the last place (parity tolerances cover it).
+        # One chunk per thread: a GEMM of few rows runs below BLAS's speed.
+        per_row = a.shape[1] * b.shape[1]
+        share = -(-a.shape[0] // runtime.kernel_threads())
+        rows = runtime.batch_chunks(a.shape[0], per_row, max(share * per_row, 1))
+
+        def part(k: int) -> None:
+            r = slice(rows[k].start, rows[k].stop)
+            numpy.matmul(a[r], b, out=out[r])
+
+        runtime.run_chunks(part, len(rows))
+        return out
 
     def im2col(
         self,
@@ -563,54 +602,27 @@ class NumbaBackend(Backend):
             def direct(s0: int, s1: int) -> None:
                 conv.conv_direct_forward(xp[s0:s1], w, bias, y[s0:s1], code, float(alpha))
 
-            runtime.run_halves(direct, n, y.size * w[0].size)
-        elif self._gemm_halves(n, c_out * c_in * kh * kw * oh * ow):
-            taps, npos = c_in * kh * kw, oh * ow
-            w2 = w.reshape(c_out, taps)
-            y3 = y.reshape(n, c_out, npos)
-
-            def forward_range(lo: int, hi: int) -> None:
-                # The serial pipeline below on samples lo .. hi, GEMMs single-threaded.
-                chunk = self._conv_chunk(hi - lo, taps * npos * dtype.itemsize)
-                cols_work = numpy.empty(taps * chunk * npos, dtype=dtype)
-                z_work = numpy.empty(c_out * chunk * npos, dtype=dtype)
-                for s0 in range(lo, hi, chunk):
-                    s1 = min(hi, s0 + chunk)
-                    m = (s1 - s0) * npos
-                    part = cols_work[: taps * m].reshape(taps, m)
-                    z = z_work[: c_out * m].reshape(c_out, m)
-                    conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, part, 0)
-                    numpy.matmul(w2, part, out=z)
-                    conv.epilogue_forward(z, 0, bias, y3, s0, s1, code, float(alpha))
-
-            with runtime.blas_single_threaded():
-                runtime.run_halves(forward_range, n, 1 << 30)
+            chunks = runtime.batch_chunks(n, y[0].size * w[0].size, self.direct_chunk_work)
+            _run_ranges(direct, chunks)
         else:
-            # Chunk by chunk: im2col of a few samples into a cache-sized workspace, the
-            # GEMM, the epilogue into y. The columns are not kept (None: the backward pass
-            # makes them again, chunk by chunk, which measured faster than writing and
-            # reading back the whole matrix, c_in * kh * kw times the size of x).
+            # Chunk by chunk: im2col of a few samples into a cache-sized workspace of the
+            # thread's own, the GEMM, the epilogue into y. The columns are not kept (None:
+            # the backward pass makes them again, chunk by chunk, which measured faster than
+            # writing and reading back the whole matrix, c_in * kh * kw times the size of x).
             taps, npos = c_in * kh * kw, oh * ow
             w2 = w.reshape(c_out, taps)
             y3 = y.reshape(n, c_out, npos)
-            chunk = self._conv_chunk(n, taps * npos * dtype.itemsize)
-            cols_work = numpy.empty(taps * chunk * npos, dtype=dtype)
-            z_work = numpy.empty(c_out * chunk * npos, dtype=dtype)
-            for s0 in range(0, n, chunk):
-                s1 = min(n, s0 + chunk)
+            chunks = runtime.batch_chunks(n, taps * npos * dtype.itemsize, self.conv_chunk_bytes)
+
+            def forward(s0: int, s1: int) -> None:
                 m = (s1 - s0) * npos
-                part = cols_work[: taps * m].reshape(taps, m)
-                z = z_work[: c_out * m].reshape(c_out, m)
-
-                def columns(a: int, b: int, s0: int = s0, part: Array = part) -> None:
-                    conv.im2col(x, kh, kw, sh, sw, ph, pw, s0 + a, s0 + b, part, a * npos)
-
-                def epilogue(a: int, b: int, s0: int = s0, z: Array = z) -> None:
-                    conv.epilogue_forward(z, a * npos, bias, y3, s0 + a, s0 + b, code, float(alpha))
-
-                runtime.run_halves(columns, s1 - s0, part.size)
+                part = _scratch("cols", taps * m, dtype).reshape(taps, m)
+                z = _scratch("z", c_out * m, dtype).reshape(c_out, m)
+                conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, part, 0)
                 numpy.matmul(w2, part, out=z)
-                runtime.run_halves(epilogue, s1 - s0, 2 * z.size)
+                conv.epilogue_forward(z, 0, bias, y3, s0, s1, code, float(alpha))
+
+            _run_gemm_ranges(forward, chunks)
         self._conv_activation_rest(y, activation)
         return y, cols
 
@@ -642,139 +654,46 @@ class NumbaBackend(Backend):
         dtype = x.dtype
         code = conv.ACTIVATION_CODES[activation]
         if not need_dx and self._direct(w, (sh, sw)):
-            # Each half of the batch sums into its own dw, db; the halves are added after.
-            dws = numpy.empty((2, *w.shape), dtype=dtype)
-            dbs = numpy.zeros((2, c_out), dtype=dtype)
+            # Each chunk sums into its own dw, db; the chunks are added in order after.
             xp = _padded(x, ph, pw)
-            halves = []
+            chunks = runtime.batch_chunks(n, 2 * y[0].size * w[0].size, self.direct_chunk_work)
+            dws = numpy.empty((len(chunks), *w.shape), dtype=dtype)
+            dbs = numpy.empty((len(chunks), c_out), dtype=dtype)
 
-            def direct(s0: int, s1: int) -> None:
-                k = 0 if s0 == 0 else 1
-                halves.append(k)
+            def direct(k: int) -> None:
+                s0, s1 = chunks[k].start, chunks[k].stop
                 conv.conv_direct_backward(
                     dy[s0:s1], y[s0:s1], xp[s0:s1], dws[k], dbs[k], code, float(alpha)
                 )
 
-            runtime.run_halves(direct, n, 2 * y.size * w[0].size)
-            if len(halves) == 2:
-                dws[0] += dws[1]
-                dbs[0] += dbs[1]
-            return (None, *_into_out(out, dws[0], dbs[0].reshape(1, c_out)))
-        if self._gemm_halves(n, c_out * c_in * kh * kw * oh * ow):
-            dx, dw, db = self._conv_backward_halves(dy, x, w, y, geometry, code, alpha, need_dx)
-            return (dx, *_into_out(out, dw, db))
+            runtime.run_chunks(direct, len(chunks))
+            return (None, *_into_out(out, _sum_parts(dws), _sum_parts(dbs).reshape(1, c_out)))
         # ``cols`` is not read: the columns are made again chunk by chunk (see forward).
         taps, npos = c_in * kh * kw, oh * ow
         w2 = w.reshape(c_out, taps)
         dy3, y3 = dy.reshape(n, c_out, npos), y.reshape(n, c_out, npos)
-        chunk = self._conv_chunk(n, taps * npos * dtype.itemsize)
-        dz_work = numpy.empty(c_out * chunk * npos, dtype=dtype)
-        cols_work = numpy.empty(taps * chunk * npos, dtype=dtype)
-        dcols_work = numpy.empty(taps * chunk * npos, dtype=dtype) if need_dx else None
+        chunks = runtime.batch_chunks(n, taps * npos * dtype.itemsize, self.conv_chunk_bytes)
         dx = numpy.empty(x.shape, dtype=dtype) if need_dx else None
-        # One set of bias-gradient partial sums per half of a chunk (see runtime.run_halves).
-        db_parts = numpy.zeros((2, c_out, npos), dtype=dtype)
-        dw = numpy.empty((c_out, taps), dtype=dtype)
-        dw_part = numpy.empty((c_out, taps), dtype=dtype) if chunk < n else None
-        for s0 in range(0, n, chunk):
-            s1 = min(n, s0 + chunk)
+        # One weight gradient and one set of bias partial sums per chunk, added in order.
+        dws = numpy.empty((len(chunks), c_out, taps), dtype=dtype)
+        db_parts = numpy.zeros((len(chunks), c_out, npos), dtype=dtype)
+
+        def backward(k: int) -> None:
+            s0, s1 = chunks[k].start, chunks[k].stop
             m = (s1 - s0) * npos
-            dz = dz_work[: c_out * m].reshape(c_out, m)
-            part = cols_work[: taps * m].reshape(taps, m)
-
-            def prepare(a: int, b: int, s0: int = s0, dz: Array = dz, part: Array = part) -> None:
-                conv.epilogue_backward(
-                    dy3,
-                    y3,
-                    s0 + a,
-                    s0 + b,
-                    dz,
-                    a * npos,
-                    db_parts[0 if a == 0 else 1],
-                    code,
-                    float(alpha),
-                )
-                conv.im2col(x, kh, kw, sh, sw, ph, pw, s0 + a, s0 + b, part, a * npos)
-
-            runtime.run_halves(prepare, s1 - s0, 3 * dz.size + part.size)
-            if s0 == 0:
-                numpy.matmul(dz, part.T, out=dw)
-            else:
-                numpy.matmul(dz, part.T, out=dw_part)
-                dw += dw_part
-            if need_dx:
-                dcols = dcols_work[: taps * m].reshape(taps, m)
+            dz = _scratch("dz", c_out * m, dtype).reshape(c_out, m)
+            part = _scratch("cols", taps * m, dtype).reshape(taps, m)
+            conv.epilogue_backward(dy3, y3, s0, s1, dz, 0, db_parts[k], code, float(alpha))
+            conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, part, 0)
+            numpy.matmul(dz, part.T, out=dws[k])
+            if dx is not None:
+                dcols = _scratch("dcols", taps * m, dtype).reshape(taps, m)
                 numpy.matmul(w2.T, dz, out=dcols)
+                conv.col2im(dcols, 0, kh, kw, sh, sw, ph, pw, s0, s1, dx)
 
-                def pixels(a: int, b: int, s0: int = s0, dcols: Array = dcols) -> None:
-                    conv.col2im(dcols, a * npos, kh, kw, sh, sw, ph, pw, s0 + a, s0 + b, dx)
-
-                runtime.run_halves(pixels, s1 - s0, dcols.size)
-        db = (db_parts[0] + db_parts[1]).sum(axis=1).reshape(1, c_out)
-        return (dx, *_into_out(out, dw.reshape(w.shape), db))
-
-    # Batch halves on two threads, each with its own single-threaded GEMMs, for an im2col
-    # convolution of at least this many multiply-adds (see runtime.blas_single_threaded).
-    conv_gemm_halves_min_macs = 1 << 22
-
-    def _gemm_halves(self, n: int, macs_per_sample: int) -> bool:
-        return (
-            n >= 2
-            and n * macs_per_sample >= self.conv_gemm_halves_min_macs
-            and runtime.halves_enabled()
-            and runtime._blas_controller() is not None
-        )
-
-    def _conv_backward_halves(
-        self,
-        dy: Array,
-        x: Array,
-        w: Array,
-        y: Array,
-        geometry: tuple[Any, ...],
-        code: int,
-        alpha: float,
-        need_dx: bool,
-    ) -> tuple[Array | None, Array, Array]:
-        """conv2d_backward's chunk pipeline on each half of the batch, on two threads with
-        single-threaded GEMMs; each half sums its own dw and db, added at the end."""
-        (kh, kw), (sh, sw), (ph, pw), (oh, ow) = geometry
-        n, c_in = x.shape[0], x.shape[1]
-        c_out = w.shape[0]
-        dtype = x.dtype
-        taps, npos = c_in * kh * kw, oh * ow
-        w2 = w.reshape(c_out, taps)
-        dy3, y3 = dy.reshape(n, c_out, npos), y.reshape(n, c_out, npos)
-        dx = numpy.empty(x.shape, dtype=dtype) if need_dx else None
-        db_parts = numpy.zeros((2, c_out, npos), dtype=dtype)
-        dws = numpy.zeros((2, c_out, taps), dtype=dtype)
-
-        def backward_range(lo: int, hi: int) -> None:
-            k = 0 if lo == 0 else 1
-            chunk = self._conv_chunk(hi - lo, taps * npos * dtype.itemsize)
-            dz_work = numpy.empty(c_out * chunk * npos, dtype=dtype)
-            cols_work = numpy.empty(taps * chunk * npos, dtype=dtype)
-            dcols_work = numpy.empty(taps * chunk * npos, dtype=dtype) if need_dx else None
-            dw_part = numpy.empty((c_out, taps), dtype=dtype)
-            for s0 in range(lo, hi, chunk):
-                s1 = min(hi, s0 + chunk)
-                m = (s1 - s0) * npos
-                dz = dz_work[: c_out * m].reshape(c_out, m)
-                part = cols_work[: taps * m].reshape(taps, m)
-                conv.epilogue_backward(dy3, y3, s0, s1, dz, 0, db_parts[k], code, float(alpha))
-                conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, part, 0)
-                numpy.matmul(dz, part.T, out=dw_part)
-                dws[k] += dw_part
-                if need_dx:
-                    dcols = dcols_work[: taps * m].reshape(taps, m)
-                    numpy.matmul(w2.T, dz, out=dcols)
-                    conv.col2im(dcols, 0, kh, kw, sh, sw, ph, pw, s0, s1, dx)
-
-        with runtime.blas_single_threaded():
-            runtime.run_halves(backward_range, n, 1 << 30)
-        dws[0] += dws[1]
-        db = (db_parts[0] + db_parts[1]).sum(axis=1).reshape(1, c_out)
-        return dx, dws[0].reshape(w.shape), db
+        _run_gemm_ranges(backward, chunks, by_index=True)
+        db = _sum_parts(db_parts).sum(axis=1).reshape(1, c_out)
+        return (dx, *_into_out(out, _sum_parts(dws).reshape(w.shape), db))
 
     def maxpool2d_forward(
         self, x: Array, pool: tuple[int, int], stride: tuple[int, int]
@@ -790,7 +709,7 @@ class NumbaBackend(Backend):
         def pool(s0: int, s1: int) -> None:
             conv.maxpool_forward(x[s0:s1], ph, pw, sh, sw, y[s0:s1], argmax[s0:s1])
 
-        runtime.run_halves(pool, n, x.size)
+        _run_ranges(pool, runtime.batch_chunks(n, x[0].size, self.pool_chunk_work))
         return y, argmax
 
     def maxpool2d_backward(
@@ -819,7 +738,7 @@ class NumbaBackend(Backend):
         def pool(s0: int, s1: int) -> None:
             conv.maxpool_backward(dy[s0:s1], argmax[s0:s1], ph, pw, sh, sw, dx[s0:s1])
 
-        runtime.run_halves(pool, shape[0], dx.size)
+        _run_ranges(pool, runtime.batch_chunks(shape[0], dx[0].size, self.pool_chunk_work))
         return dx
 
     def avgpool2d_forward(self, x: Array, pool: tuple[int, int], stride: tuple[int, int]) -> Array:
@@ -890,3 +809,47 @@ def _into_out(
         out_db[...] = db.reshape(out_db.shape)
         db = out_db
     return dw, db
+
+
+def _run_ranges(run: Any, chunks: list[range]) -> None:
+    """``run(s0, s1)`` for every chunk, over the kernel threads (runtime.run_chunks)."""
+    runtime.run_chunks(lambda k: run(chunks[k].start, chunks[k].stop), len(chunks))
+
+
+def _run_gemm_ranges(run: Any, chunks: list[range], by_index: bool = False) -> None:
+    """As :func:`_run_ranges` for chunks that each call a GEMM: over the kernel threads
+    only when BLAS can be held to one thread meanwhile (two threads each driving a
+    multi-threaded GEMM would oversubscribe the cores), else one chunk after another."""
+    call = run if by_index else (lambda k: run(chunks[k].start, chunks[k].stop))
+    with runtime.blas_single_threaded() as single:
+        if single:
+            runtime.run_chunks(call, len(chunks))
+        else:
+            for k in range(len(chunks)):
+                call(k)
+
+
+def _sum_parts(parts: Array) -> Array:
+    """``parts[0] + parts[1] + ...`` in that order (the per-chunk partial sums of a
+    gradient): the same bits whichever threads made them."""
+    total = parts[0].copy()
+    for k in range(1, parts.shape[0]):
+        total += parts[k]
+    return total
+
+
+_local = threading.local()
+
+
+def _scratch(name: str, size: int, dtype: Any) -> Array:
+    """A flat workspace of at least ``size`` values, the calling thread's own and kept
+    between calls (a fresh large array costs page faults on every call, and those of two
+    threads wait on each other in the kernel)."""
+    cache = getattr(_local, "arrays", None)
+    if cache is None:
+        cache = _local.arrays = {}
+    key = (name, numpy.dtype(dtype).str)
+    array = cache.get(key)
+    if array is None or array.size < size:
+        array = cache[key] = numpy.empty(max(size, 1), dtype=dtype)
+    return array[:size]

@@ -19,12 +19,18 @@ except ImportError:  # numba is not installed: the test modules skip themselves
     NumbaBackend = None
 
 
+# Overrides that are not accelerated ops with a reference fallback: facts, the thread
+# policy of a loop, and the GEMM primitive (numpy.matmul itself, split by rows over the
+# kernel threads inside compute_scope; tested in test_numba_conv.py).
+_NOT_OPS = {"info", "compute_scope", "matmul"}
+
+
 def _overridden() -> list[str]:
     """Every op the numba backend overrides, i.e. every op that has a fallback path."""
     return sorted(
         name
         for name, member in vars(NumbaBackend).items()
-        if callable(member) and not name.startswith("_") and name != "info"
+        if callable(member) and not name.startswith("_") and name not in _NOT_OPS
     )
 
 

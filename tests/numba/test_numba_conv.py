@@ -22,6 +22,10 @@ n * oh * ow <= 64 for dw/db here):
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+
 import numpy
 import pytest
 
@@ -213,7 +217,10 @@ def test_pooling_exact(
 
 
 def test_batch_chunks_agree(
-    numba_backend: Backend, fallbacks: list[str], rng: numpy.random.Generator
+    numba_backend: Backend,
+    fallbacks: list[str],
+    rng: numpy.random.Generator,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Chunks of one sample (and an uneven split) give the whole-batch result: the GEMMs
     # and kernels see the same sums per output, only the batch is cut differently.
@@ -222,8 +229,11 @@ def test_batch_chunks_agree(
     dy = random_array(rng, (5, 4, 6, 6))
     whole_y, _ = numba_backend.conv2d_forward(x, w, b, (1, 1), (1, 1), "relu")
     whole = numba_backend.conv2d_backward(dy, x, w, whole_y, None, (1, 1), (1, 1), "relu")
+    from nnback.kernels.cpu import runtime
+
+    monkeypatch.setattr(runtime, "SPLIT_MIN_WORK", 0)  # so that these tiny batches are cut
     for chunk_bytes in (1, 2 * 27 * 36 * 8):
-        numba_backend.conv_chunk_bytes = chunk_bytes
+        monkeypatch.setattr(numba_backend, "conv_chunk_bytes", chunk_bytes)
         y, _ = numba_backend.conv2d_forward(x, w, b, (1, 1), (1, 1), "relu")
         numpy.testing.assert_array_equal(y, whole_y)
         got = numba_backend.conv2d_backward(dy, x, w, y, None, (1, 1), (1, 1), "relu")
@@ -238,20 +248,22 @@ def test_batch_chunks_agree(
     [GEOMETRIES[0], GEOMETRIES[1], GEOMETRIES[2], GEOMETRIES[5]],
     ids=[IDS[0], IDS[1], IDS[2], IDS[5]],
 )
-def test_batch_halves_agree(
+def test_kernel_threads_agree(
     numba_backend: Backend,
     fallbacks: list[str],
     rng: numpy.random.Generator,
     monkeypatch: pytest.MonkeyPatch,
     geometry: tuple,
 ) -> None:
-    # Kernels split in batch halves over the helper thread (runtime.run_halves) give the
-    # serial result: per-sample outputs bit for bit, dw/db (two partial sums) to rounding.
-    from nnback.kernels.cpu import runtime
+    # Batches are cut into chunks by their work, never by the thread count, and each
+    # chunk's partial dw/db is added in chunk order: two threads give one thread's bits
+    # (with single-threaded GEMMs in both: BLAS's own threads may round a GEMM otherwise).
+    # Chunks of one sample give the one-chunk result to rounding.
+    from nnback.kernels.cpu import conv, runtime
 
     _, _, stride, padding = geometry
     (x, _), (w, _), (b, _) = _conv_inputs(rng, geometry, "float64")
-    x = numpy.concatenate([x, x[::-1] * 0.5, x])  # an odd batch: uneven halves
+    x = numpy.concatenate([x, x[::-1] * 0.5, x])  # an odd batch: uneven chunks
 
     def step() -> list[numpy.ndarray]:
         y, cols = numba_backend.conv2d_forward(x, w, b, stride, padding, "relu")
@@ -264,43 +276,110 @@ def test_batch_halves_agree(
         out += [p, argmax, numba_backend.maxpool2d_backward(p, argmax, y.shape, (2, 2), (2, 2))]
         return out
 
-    monkeypatch.setattr(runtime, "_halves_on", False)
-    serial = step()
-    monkeypatch.setattr(runtime, "_halves_on", True)
-    monkeypatch.setattr(runtime, "HALVES_MIN_WORK", 0)
-    split = step()  # the kernels in halves, BLAS's own threads for the GEMMs
-    monkeypatch.setattr(numba_backend, "conv_gemm_halves_min_macs", 0)
+    def chunks_of(size: int) -> None:
+        for name in ("conv_chunk_bytes", "direct_chunk_work", "pool_chunk_work"):
+            monkeypatch.setattr(numba_backend, name, size)
+
+    monkeypatch.setattr(runtime, "SPLIT_MIN_WORK", 0)
+    monkeypatch.setattr(runtime, "_threads", 1)
+    chunks_of(1 << 60)
+    with _single_threaded_blas():
+        whole = step()
+    chunks_of(1)
+    with _single_threaded_blas():  # what the threads' chunks run their GEMMs with
+        serial = step()
+    threads: set[str] = set()
+    for name in ("im2col", "conv_direct_forward", "maxpool_forward"):
+        kernel = getattr(conv, name)
+
+        def spy(*args: object, _kernel: object = kernel) -> object:
+            threads.add(threading.current_thread().name)
+            return _kernel(*args)  # type: ignore[operator]
+
+        monkeypatch.setattr(conv, name, spy)
+    monkeypatch.setattr(runtime, "_threads", 2)
+    with numba_backend.compute_scope():
+        threaded = step()
     if runtime._blas_controller() is not None:
-        blas = runtime._blas_controller().get_num_threads()
-        whole = step()  # whole pipelines per half, single-threaded GEMMs
-        assert runtime._blas_controller().get_num_threads() == blas  # restored
-        for k, (got, want) in enumerate(zip(whole, serial, strict=True)):
-            if k in (2, 3, 4, 5):
-                numpy.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
-            else:
-                numpy.testing.assert_array_equal(got, want)
-    for k, (got, want) in enumerate(zip(split, serial, strict=True)):
-        if k in (2, 3, 4, 5):  # dw, db (need_dx True and False)
-            numpy.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
-        else:
+        assert len(threads) == 2, threads  # the helper thread took chunks
+    for got, want in zip(threaded, serial, strict=True):
+        numpy.testing.assert_array_equal(got, want)
+    for k, (got, want) in enumerate(zip(serial, whole, strict=True)):
+        if k == 7:  # argmax
             numpy.testing.assert_array_equal(got, want)
+        else:  # a GEMM over fewer columns may round differently (BLAS's small-matrix path)
+            numpy.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
     assert fallbacks == []
 
 
-def test_run_halves_raises_the_helpers_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def _single_threaded_blas() -> contextlib.AbstractContextManager[object]:
+    try:
+        import threadpoolctl
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+
+
+def test_run_chunks_raises_the_first_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from nnback.kernels.cpu import runtime
 
-    monkeypatch.setattr(runtime, "_halves_on", True)
-    seen = []
+    monkeypatch.setattr(runtime, "_threads", 2)
+    seen: list[int] = []
+    names: set[str] = set()
 
-    def run(s0: int, s1: int) -> None:
-        seen.append((s0, s1))
-        if s0:
-            raise ValueError("second half")
+    def run(k: int) -> None:
+        seen.append(k)
+        names.add(threading.current_thread().name)
+        if k in (3, 5):
+            raise ValueError(f"chunk {k}")
 
-    with pytest.raises(ValueError, match="second half"):
-        runtime.run_halves(run, 5, runtime.HALVES_MIN_WORK)
-    assert sorted(seen) == [(0, 3), (3, 5)]
+    with pytest.raises(ValueError, match="chunk 3"):
+        runtime.run_chunks(run, 8)
+    assert {0, 1, 2, 3} <= set(seen)
     seen.clear()
-    runtime.run_halves(run, 1, 1 << 30)  # one sample: never split
-    assert seen == [(0, 1)]
+    runtime.run_chunks(lambda k: (time.sleep(0.002), run(k % 3)), 12)  # no error in 0..2
+    assert len(seen) == 12 and len(names) == 2
+
+    def nested(k: int) -> None:  # a chunk that splits again runs its chunks in place
+        inner: list[int] = []
+        runtime.run_chunks(inner.append, 4)
+        assert inner == [0, 1, 2, 3]
+
+    runtime.run_chunks(nested, 4)
+
+
+def test_batch_chunks_depend_on_work_only() -> None:
+    from nnback.kernels.cpu import runtime
+
+    assert runtime.batch_chunks(1, 1 << 30) == [range(1)]
+    assert runtime.batch_chunks(100, 1) == [range(100)]  # under SPLIT_MIN_WORK: one chunk
+    chunks = runtime.batch_chunks(10, 1 << 20, 3 << 20)  # 3 per chunk -> 4 chunks of 3, 1
+    assert [len(c) for c in chunks] == [3, 3, 3, 1]
+    assert [i for c in chunks for i in c] == list(range(10))
+    chunks = runtime.batch_chunks(128, 139_392, 1 << 20)  # the CNN's conv2: 7 samples
+    assert {len(c) for c in chunks[:-1]} == {7} and sum(len(c) for c in chunks) == 128
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_split_by_rows(
+    numba_backend: Backend, monkeypatch: pytest.MonkeyPatch, dtype: str
+) -> None:
+    # Inside compute_scope a large GEMM is cut by rows over the kernel threads: the product
+    # agrees with numpy's to rounding (no sum is split), transposed views included; outside
+    # it, or without an ``out``, it is numpy.matmul itself.
+    from nnback.kernels.cpu import runtime
+
+    monkeypatch.setattr(runtime, "_threads", 2)
+    monkeypatch.setattr(numba_backend, "matmul_split_min_macs", 1)
+    rng = numpy.random.default_rng(5)
+    a = rng.standard_normal((97, 64)).astype(dtype)
+    b = rng.standard_normal((64, 33)).astype(dtype)
+    for left in (a, rng.standard_normal((64, 97)).astype(dtype).T):
+        want = left @ b
+        out = numpy.full_like(want, numpy.nan)
+        with numba_backend.compute_scope():
+            got = numba_backend.matmul(left, b, out=out)
+        assert got is out
+        eps = numpy.finfo(dtype).eps
+        numpy.testing.assert_allclose(got, want, rtol=64 * eps, atol=64 * eps)
+    numpy.testing.assert_array_equal(numba_backend.matmul(a, b), a @ b)
