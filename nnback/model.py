@@ -264,9 +264,7 @@ class Sequential:
         shape-only layers before it (``Reshape``) is not computed: nothing trains from it,
         and for a first ``Conv2D`` it would be a col2im pass as costly as its weight
         gradient."""
-        first = next(
-            (k for k, layer in enumerate(self.steps) if layer.trainable), len(self.steps)
-        )
+        first = next((k for k, layer in enumerate(self.steps) if layer.trainable), len(self.steps))
         for index in range(len(self.steps) - 1, -1, -1):
             need = index > first
             grad = self.steps[index].backward(grad, need_dinputs=need, overwrite=True)
