@@ -524,14 +524,16 @@ def _max22_backward_planes(dy, argmax, dx):  # type: ignore[no-untyped-def]
                 a_row = argmax[s, ci, p]
                 top = dx[s, ci, 2 * p]
                 bottom = dx[s, ci, 2 * p + 1]
-                for q in range(ow):
+                # Pixel by pixel along the two rows (contiguous stores; each reads its
+                # window's g and argmax at t // 2), which vectorizes.
+                for t in range(2 * ow):
+                    q = t >> 1
+                    j = t & 1
                     g = g_row[q]
                     k = a_row[q]
                     off = g * zero
-                    top[2 * q] = zero + (g if k == 0 else off)
-                    top[2 * q + 1] = zero + (g if k == 1 else off)
-                    bottom[2 * q] = zero + (g if k == 2 else off)
-                    bottom[2 * q + 1] = zero + (g if k == 3 else off)
+                    top[t] = zero + (g if k == j else off)
+                    bottom[t] = zero + (g if k == j + 2 else off)
                 for t in range(2 * ow, w):
                     top[t] = zero
                     bottom[t] = zero

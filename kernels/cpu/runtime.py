@@ -161,6 +161,10 @@ SPLIT_MIN_WORK = 1 << 16
 # Work per chunk that run_batch aims at: large enough that the Python between kernels is
 # small beside them, small enough that a slow core does not hold the others up for long.
 CHUNK_WORK = 1 << 19
+# A batch cut in several chunks is cut in a multiple of this many (sizes differing by at
+# most one sample): the cut may not depend on the thread count, but 2 or 4 threads then
+# get equal shares.
+CHUNK_MULTIPLE = 4
 # Threads used when NNBACK_KERNEL_THREADS is not set: the usable cores, at most this many.
 MAX_DEFAULT_THREADS = 8
 
@@ -298,7 +302,7 @@ def run_chunks(run: Callable[[int], Any], count: int) -> None:
 
 
 def batch_chunks(n: int, work_per_sample: int, chunk_work: int | None = None) -> list[range]:
-    """``range(n)`` cut into chunks of about ``chunk_work`` work each, of equal size.
+    """``range(n)`` cut into chunks of at most about ``chunk_work`` work each.
 
     The cut depends only on ``n`` and the work, never on the thread count, so a kernel
     that sums per chunk and then adds the chunks in order gives the same bits on 1 thread
@@ -310,8 +314,10 @@ def batch_chunks(n: int, work_per_sample: int, chunk_work: int | None = None) ->
         return [range(n)]
     per_chunk = max(1, min(n, target // max(work_per_sample, 1)))
     chunks = -(-n // per_chunk)
-    size = -(-n // chunks)
-    return [range(s, min(n, s + size)) for s in range(0, n, size)]
+    if chunks > 1:
+        # A multiple of CHUNK_MULTIPLE chunks, so that 2 or 4 threads finish together.
+        chunks = min(n, -(-chunks // CHUNK_MULTIPLE) * CHUNK_MULTIPLE)
+    return [range(k * n // chunks, (k + 1) * n // chunks) for k in range(chunks)]
 
 
 def run_batch(run: Callable[[int, int], Any], n: int, work_per_sample: int) -> None:

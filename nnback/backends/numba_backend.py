@@ -404,7 +404,7 @@ class NumbaBackend(Backend):
     pool_chunk_work = 1 << 18
     # A GEMM of at least this many multiply-adds inside compute_scope() is split by rows
     # over the kernel threads (BLAS then runs single-threaded).
-    matmul_split_min_macs = 1 << 22
+    matmul_split_min_macs = 1 << 24
 
     def compute_scope(self) -> contextlib.AbstractContextManager[Any]:
         """BLAS on one thread for the whole loop, while nnback's kernel threads split each

@@ -353,11 +353,14 @@ def test_batch_chunks_depend_on_work_only() -> None:
 
     assert runtime.batch_chunks(1, 1 << 30) == [range(1)]
     assert runtime.batch_chunks(100, 1) == [range(100)]  # under SPLIT_MIN_WORK: one chunk
-    chunks = runtime.batch_chunks(10, 1 << 20, 3 << 20)  # 3 per chunk -> 4 chunks of 3, 1
-    assert [len(c) for c in chunks] == [3, 3, 3, 1]
+    chunks = runtime.batch_chunks(10, 1 << 20, 3 << 20)  # at most 3 per chunk: 4 chunks
+    assert [len(c) for c in chunks] == [2, 3, 2, 3]
     assert [i for c in chunks for i in c] == list(range(10))
-    chunks = runtime.batch_chunks(128, 139_392, 1 << 20)  # the CNN's conv2: 7 samples
-    assert {len(c) for c in chunks[:-1]} == {7} and sum(len(c) for c in chunks) == 128
+    chunks = runtime.batch_chunks(10, 1 << 20, 1 << 20)  # 1 per chunk: 10, not 12
+    assert [len(c) for c in chunks] == [1] * 10
+    chunks = runtime.batch_chunks(128, 139_392, 1 << 20)  # the CNN's conv2: <= 7 samples
+    assert len(chunks) == 20 and {len(c) for c in chunks} == {6, 7}
+    assert [i for c in chunks for i in c] == list(range(128))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
