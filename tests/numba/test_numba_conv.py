@@ -45,6 +45,7 @@ GEOMETRIES = [
     ((1, 4, 9, 7), (3, 2, 3), (3, 1), (2, 0)),  # stride 3 x 1, padding 2 x 0
     ((2, 5, 4, 5), (3, 1, 1), (1, 1), (0, 0)),  # 1x1
     ((2, 4, 6, 5), (2, 3, 3), (1, 2), (0, 1)),  # im2col at stride 1 rows
+    ((2, 3, 6, 5), (2, 3, 3), (1, 1), (1, 0)),  # direct 3x3 over 3 channels, padded
 ]
 IDS = [f"x{g[0]}-k{g[1]}-s{g[2]}-p{g[3]}" for g in GEOMETRIES]
 
