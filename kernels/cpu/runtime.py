@@ -334,15 +334,16 @@ def parallel_enabled() -> bool:
 # The BLAS thread count is lowered to 1 while nnback's own threads run the GEMMs chunk by
 # chunk (blas_single_threaded); a depth count restores it when the last such block ends.
 _blas_lock = threading.Lock()
-_blas_state: dict[str, Any] = {"lib": None, "depth": 0, "saved": 1}
+_blas_state: dict[str, Any] = {"libs": None, "depth": 0, "saved": []}
 
 
-def _blas_controller() -> Any:
-    """threadpoolctl's controller of the one BLAS numpy uses, or None (not installed, or
-    several BLAS libraries loaded)."""
-    lib = _blas_state["lib"]
-    if lib is None:
-        lib = False
+def _blas_controllers() -> list[Any]:
+    """threadpoolctl's controllers of the BLAS libraries loaded when first asked (numpy's,
+    and for example SciPy's own OpenBLAS once scipy or scikit-learn is imported); empty
+    without threadpoolctl."""
+    libs = _blas_state["libs"]
+    if libs is None:
+        libs = []
         try:
             import threadpoolctl
 
@@ -351,12 +352,16 @@ def _blas_controller() -> Any:
                 for c in threadpoolctl.ThreadpoolController().lib_controllers
                 if c.user_api == "blas"
             ]
-            if len(libs) == 1:
-                lib = libs[0]
         except Exception:  # noqa: BLE001 - no control: GEMMs keep BLAS's own threads
-            lib = False
-        _blas_state["lib"] = lib
-    return lib or None
+            libs = []
+        _blas_state["libs"] = libs
+    return libs
+
+
+def _blas_controller() -> Any:
+    """The first BLAS controller, or None (threadpoolctl not installed)."""
+    libs = _blas_controllers()
+    return libs[0] if libs else None
 
 
 def blas_is_single_threaded() -> bool:
@@ -375,18 +380,19 @@ def blas_single_threaded() -> Any:
     thread of ours that runs meanwhile gets about half a core; with the other core busy
     with another process, a conv weight-gradient GEMM took 30-340 ms instead of 2-4 ms.
     Single-threaded GEMMs on nnback's threads never wait for each other. The setting is
-    process-wide (a numpy GEMM on another thread meanwhile runs single-threaded) and
-    restored by the last block that leaves; without threadpoolctl, or with one thread,
-    nothing changes (yields False).
+    process-wide, for every BLAS library loaded (a numpy GEMM on another thread meanwhile
+    runs single-threaded), and restored by the last block that leaves; without
+    threadpoolctl, or with one kernel thread, nothing changes (yields False).
     """
-    lib = _blas_controller() if _threads > 1 else None
-    if lib is None:
+    libs = _blas_controllers() if _threads > 1 else []
+    if not libs:
         yield False
         return
     with _blas_lock:
         if _blas_state["depth"] == 0:
-            _blas_state["saved"] = lib.get_num_threads()
-            lib.set_num_threads(1)
+            _blas_state["saved"] = [lib.get_num_threads() for lib in libs]
+            for lib in libs:
+                lib.set_num_threads(1)
         _blas_state["depth"] += 1
     try:
         yield True
@@ -394,7 +400,8 @@ def blas_single_threaded() -> Any:
         with _blas_lock:
             _blas_state["depth"] -= 1
             if _blas_state["depth"] == 0:
-                lib.set_num_threads(_blas_state["saved"])
+                for lib, saved in zip(libs, _blas_state["saved"], strict=True):
+                    lib.set_num_threads(saved)
 
 
 def configure_threading() -> None:

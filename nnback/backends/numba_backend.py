@@ -288,13 +288,14 @@ class NumbaBackend(Backend):
             if momentum == 0 or velocity is None:
                 flat = flat_views(param, grad)
                 if flat is not None:
-                    optimizers.sgd(*flat, float(learning_rate), float(l1), float(l2))
+                    _run_flat(optimizers.sgd, flat, float(learning_rate), float(l1), float(l2))
                     return
             else:
                 flat = flat_views(param, grad, velocity)
                 if flat is not None:
-                    optimizers.sgd_momentum(
-                        *flat,
+                    _run_flat(
+                        optimizers.sgd_momentum,
+                        flat,
                         float(learning_rate),
                         float(momentum),
                         float(l1),
@@ -318,8 +319,14 @@ class NumbaBackend(Backend):
         if flat is None or not is_real(learning_rate, epsilon, l1, l2):
             super().adagrad_update_inplace(param, grad, cache, learning_rate, epsilon, l1, l2)
             return
-        optimizers.adagrad(
-            *flat, float(learning_rate), float(epsilon), float(l1), float(l2), TINY[param.dtype]
+        _run_flat(
+            optimizers.adagrad,
+            flat,
+            float(learning_rate),
+            float(epsilon),
+            float(l1),
+            float(l2),
+            TINY[param.dtype],
         )
 
     def rmsprop_update_inplace(
@@ -337,8 +344,9 @@ class NumbaBackend(Backend):
         if flat is None or not is_real(learning_rate, rho, epsilon, l1, l2):
             super().rmsprop_update_inplace(param, grad, cache, learning_rate, rho, epsilon, l1, l2)
             return
-        optimizers.rmsprop(
-            *flat,
+        _run_flat(
+            optimizers.rmsprop,
+            flat,
             float(learning_rate),
             float(rho),
             float(epsilon),
@@ -373,8 +381,9 @@ class NumbaBackend(Backend):
             return
         # The bias corrections in Python floats, exactly as the reference computes them.
         step_size, root_correction = adam_scalars(learning_rate, step, beta_1, beta_2)
-        optimizers.adam(
-            *flat,
+        _run_flat(
+            optimizers.adam,
+            flat,
             float(step_size),
             float(beta_1),
             float(beta_2),
@@ -405,6 +414,50 @@ class NumbaBackend(Backend):
     # A GEMM of at least this many multiply-adds inside compute_scope() is split by rows
     # over the kernel threads (BLAS then runs single-threaded).
     matmul_split_min_macs = 1 << 24
+
+    def dense_backward(
+        self,
+        dy: Array,
+        x: Array,
+        w: Array,
+        y: Array,
+        activation: str = "linear",
+        alpha: float = 0.01,
+        need_dx: bool = True,
+        overwrite_dy: bool = False,
+        out: tuple[Array | None, Array | None, Array | None] | None = None,
+    ) -> tuple[Array | None, Array, Array]:
+        # The reference's three calls; inside compute_scope the two GEMMs, which do not
+        # depend on each other, run at once on two kernel threads when neither is large
+        # enough to be split by rows itself (batch 32, 1600 -> 128: 0.43 -> 0.3 ms).
+        out_dx, out_dw, out_db = out if out is not None else (None, None, None)
+        dz, db = self.activation_bias_backward(dy, y, activation, alpha, overwrite_dy, out_db)
+        if (
+            need_dx
+            and runtime.blas_is_single_threaded()
+            and all(type(a) is numpy.ndarray for a in (x, w, dz))
+            and x.ndim == 2
+            and w.ndim == 2
+            and dz.ndim == 2
+            and x.dtype == w.dtype == dz.dtype
+            and x.shape[0] == dz.shape[0]
+            and w.shape == (x.shape[1], dz.shape[1])
+            and x.size * dz.shape[1] < self.matmul_split_min_macs
+        ):
+            dw = _workspace(out_dw, w.shape, w.dtype)
+            dx = _workspace(out_dx, x.shape, x.dtype)
+
+            def gemm(k: int) -> None:
+                if k == 0:
+                    numpy.matmul(x.T, dz, out=dw)
+                else:
+                    numpy.matmul(dz, w.T, out=dx)
+
+            runtime.run_chunks(gemm, 2)
+            return dx, dw, db
+        dw = self.matmul(x.T, dz, out=out_dw)
+        dx = self.matmul(dz, w.T, out=out_dx) if need_dx else None
+        return dx, dw, db
 
     def compute_scope(self) -> contextlib.AbstractContextManager[Any]:
         """BLAS on one thread for the whole loop, while nnback's kernel threads split each
@@ -853,3 +906,36 @@ def _scratch(name: str, size: int, dtype: Any) -> Array:
     if array is None or array.size < size:
         array = cache[key] = numpy.empty(max(size, 1), dtype=dtype)
     return array[:size]
+
+
+# Values per chunk of an element-wise optimizer step split over the kernel threads.
+FLAT_CHUNK = 1 << 16
+
+
+def _run_flat(kernel: Any, flat: tuple[Array, ...], *scalars: Any) -> None:
+    """``kernel(*flat, *scalars)`` for an element-wise kernel over flat arrays of one size,
+    cut into ranges over the kernel threads inside compute_scope (each value is computed
+    alone, so the bits do not depend on the cut)."""
+    size = flat[0].size
+    if not runtime.blas_is_single_threaded() or size < 2 * FLAT_CHUNK:
+        kernel(*flat, *scalars)
+        return
+    parts = runtime.batch_chunks(size, 1, FLAT_CHUNK)
+
+    def part(k: int) -> None:
+        r = slice(parts[k].start, parts[k].stop)
+        kernel(*(a[r] for a in flat), *scalars)
+
+    runtime.run_chunks(part, len(parts))
+
+
+def _workspace(out: Array | None, shape: tuple[int, ...], dtype: Any) -> Array:
+    """``out`` when it is a C-contiguous array of that shape and dtype, else a new one."""
+    if (
+        type(out) is numpy.ndarray
+        and out.shape == tuple(shape)
+        and out.dtype == dtype
+        and out.flags.c_contiguous
+    ):
+        return out
+    return numpy.empty(shape, dtype=dtype)

@@ -20,9 +20,10 @@ except ImportError:  # numba is not installed: the test modules skip themselves
 
 
 # Overrides that are not accelerated ops with a reference fallback: facts, the thread
-# policy of a loop, and the GEMM primitive (numpy.matmul itself, split by rows over the
-# kernel threads inside compute_scope; tested in test_numba_conv.py).
-_NOT_OPS = {"info", "compute_scope", "matmul"}
+# policy of a loop, the GEMM primitive (numpy.matmul itself, split by rows over the
+# kernel threads inside compute_scope) and dense_backward (the reference's own calls,
+# its two GEMMs at once on two threads there); tested in test_numba_conv.py.
+_NOT_OPS = {"info", "compute_scope", "matmul", "dense_backward"}
 
 
 def _overridden() -> list[str]:
