@@ -101,7 +101,8 @@ def run_nnback(backend_name: str, n: int, profile: bool) -> dict:
         for p, gr, m, v in zip(params, grads, ms, vs, strict=True):
             be.adam_update_inplace(p, gr, m, v, 1e-3, state["step"])
 
-    return _time(step, n, gemm_time)
+    with be.compute_scope():  # the thread policy fit runs its steps under
+        return _time(step, n, gemm_time)
 
 
 def run_torch(n: int, threads: int) -> dict:
@@ -193,7 +194,7 @@ def main() -> None:
                 if args.profile:
                     cmd.append("--profile")
                 env = None
-                if runner.endswith("/serial"):  # the kernels without the batch-halves helper
+                if runner.endswith("/serial"):  # one kernel thread (BLAS keeps its own threads)
                     env = {**(env or os.environ), "NNBACK_KERNEL_THREADS": "1"}
                 done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
                 results[runner].append(json.loads(done.stdout.strip().splitlines()[-1]))

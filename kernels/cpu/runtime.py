@@ -15,23 +15,33 @@ thread costs more than the work it takes over. So the work is split between BLAS
 owns the threads, for the GEMMs) and serial, vectorized kernels; Numba's thread pool is
 never started by nnback.
 
-Batch halves on a helper thread
--------------------------------
-The convolution and pooling kernels between the GEMMs (im2col, col2im, epilogues, direct
-convolution, pooling) left one of the two cores idle: at batch 128 they are half the CPU
-time of a CNN step. :func:`run_halves` runs such a kernel on two halves of the batch, one
-on a single long-lived Python helper thread and one on the calling thread. The kernels are
-``nogil``, so the halves run in parallel; there is no OpenMP pool, nothing spins while the
-helper waits (a blocked queue read), and the split happens only between GEMMs, when
-BLAS's own threads have no work. A split costs a thread wake-up (tens of microseconds), so
-only kernels over enough elements are split (``HALVES_MIN_WORK``).
+Kernel threads: batch chunks handed out to whichever thread is free
+--------------------------------------------------------------------
+Inside ``fit``, ``evaluate`` and ``predict`` (the backend's ``compute_scope``), BLAS is
+held to one thread and nnback's own threads share the work: ``NNBACK_KERNEL_THREADS``
+of them (default: the usable cores, at most 8), the calling thread and long-lived helper
+daemon threads. A convolution or pooling op cuts its batch into chunks (a few samples
+whose im2col columns fit the L2 cache) and :func:`run_chunks` hands the chunks out one at
+a time to whichever thread asks next, each running the chunk's whole pipeline (im2col,
+its single-threaded GEMM, epilogue, col2im) on workspaces of its own. A large dense GEMM
+is cut by rows; a dense layer's dW and dX GEMMs run at once; optimizer steps in ranges.
 
-It is off by default; ``NNBACK_KERNEL_THREADS=2`` turns it on. It was built on a 2-core
-machine shared with other jobs, where it protected against OpenBLAS's spin-waiting
-collapse; but in ``nnback bench`` runs on the same machine when quiet, the CNN's training
-epoch ran faster without it (batch 32: 3.69-3.71k samples/s serial against 2.25-2.31k
-with halves; batch 128: 3.53-3.57k against 2.57-3.36k, same runs as PyTorch CPU), so
-the serial kernels and BLAS's own threads are the default.
+Why not BLAS's threads plus serial kernels (the default until the CNN work): measured on
+the 2-core machine, OpenBLAS's worker spins (yielding) for a long while after each
+2-thread GEMM, so a helper thread running kernels between GEMMs got about half a core,
+and the kernels between the GEMMs (half the CPU time of a CNN step at batch 128) left the
+second core idle otherwise. With everything on nnback's threads the CNN's step at batch
+128 went from 37 to 22 ms, and ``nnback bench``'s CNN epoch from 0.75x / 0.97x PyTorch
+CPU (batch 32 / 128) to 1.38x / 1.41x.
+
+Why chunks handed out rather than halves: the second core of the (virtual) machine
+sometimes runs at half speed for a while (another tenant on the host); with fixed halves
+the op then waits for the slow half, with chunks the fast thread takes more of them.
+The cut depends only on the batch and the op's work, never on the thread count, and
+each chunk writes only what it owns (its samples' outputs, its own partial dw/db, added
+in chunk order after), so a conv or pooling op gives the same bits on 1 thread or 8.
+A split costs a thread wake-up (about 30 us median here), so small work is not split
+(``SPLIT_MIN_WORK``). Nothing spins while a helper waits (a blocked queue read).
 
 A user's own ``parallel=True`` Numba code may still start the pool in this process, next
 to BLAS. For that case we choose, only where the user has not:
@@ -178,7 +188,8 @@ def _usable_cores() -> int:
 
 def _kernel_threads() -> int:
     """Threads the batch-parallel kernels use: NNBACK_KERNEL_THREADS, else the usable
-    cores (at most MAX_DEFAULT_THREADS); 1 means everything runs on the calling thread."""
+    cores shared among the MPI ranks on this machine (at most MAX_DEFAULT_THREADS); 1
+    means everything runs on the calling thread."""
     value = os.environ.get("NNBACK_KERNEL_THREADS", "").strip()
     if value:
         try:
@@ -191,7 +202,20 @@ def _kernel_threads() -> int:
                 stacklevel=2,
             )
             return 1
-    return max(1, min(_usable_cores(), MAX_DEFAULT_THREADS))
+    return max(1, min(_usable_cores() // _local_ranks(), MAX_DEFAULT_THREADS))
+
+
+def _local_ranks() -> int:
+    """MPI processes launched on this machine (mpiexec tells each its count): they share
+    the cores, so each takes its share of kernel threads."""
+    for name in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"):
+        try:
+            value = int(os.environ.get(name, "").split("(")[0])
+        except ValueError:
+            continue
+        if value > 0:
+            return value
+    return 1
 
 
 class _Job:
@@ -447,14 +471,24 @@ def threading_facts() -> dict[str, str]:
         chosen = str(numba.config.THREADING_LAYER)
         if chosen == "default":
             chosen = "first available of " + ", ".join(numba.config.THREADING_LAYER_PRIORITY)
-        layer = f"{chosen} ({origin}; not started: nnback's kernels are serial)"
+        layer = f"{chosen} ({origin}; not started: nnback never starts it)"
         threads = f"NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}"
     policy = os.environ.get("OMP_WAIT_POLICY", "")
     who = "set by nnback" if _set_by_nnback["OMP_WAIT_POLICY"] else "set by the user"
+    chosen = os.environ.get("NNBACK_KERNEL_THREADS", "").strip()
+    origin = f"NNBACK_KERNEL_THREADS={chosen}" if chosen else "the usable cores"
+    if _threads > 1:
+        control = "BLAS held to 1 thread in fit/evaluate/predict"
+        if not _blas_controllers():
+            control = "BLAS keeps its threads: install threadpoolctl to split GEMM work too"
+        kernel_threads = f"{_threads} ({origin}; {control})"
+    else:
+        kernel_threads = f"1 ({origin}; every kernel on the calling thread)"
     return {
         "numba": numba.__version__,
         "numba threading layer": layer,
         "numba threads": threads,
+        "nnback kernel threads": kernel_threads,
         "OMP_WAIT_POLICY": f"{policy} ({who})",
     }
 

@@ -256,3 +256,32 @@ def test_predict_equals_layer_by_layer_inference(name: str) -> None:
             layer.biases = model.backend.copy(original.biases)
         x = layer.forward(x, training=False)  # Dropout is the identity at inference
     numpy.testing.assert_allclose(model.predict(X), x, rtol=1e-12, atol=1e-15)
+
+
+def test_no_input_gradient_before_the_first_trainable_layer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Nothing trains from the input gradient of the first layer with parameters, nor of
+    # the shape-only layers before it, so backward neither asks for it nor runs them.
+    reshape, conv = nb.Reshape((1, 6, 6)), nb.Conv2D(1, 2, 3)
+    flatten, dense = nb.Flatten(), nb.Dense(32, 3)
+    model = nb.Sequential(
+        [reshape, conv, nb.ReLU(), flatten, dense, nb.Softmax()],
+        loss=nb.CategoricalCrossentropy(),
+        optimizer=nb.SGD(0.1),
+        seed=0,
+    )
+    model.build("numpy")
+    calls: list[tuple[str, bool]] = []
+    for layer in model.steps:
+        original = layer.backward
+
+        def spy(dvalues: Any, need_dinputs: bool = True, _f: Any = original, **kw: Any) -> Any:
+            calls.append((type(_f.__self__).__name__, need_dinputs))
+            return _f(dvalues, need_dinputs=need_dinputs, **kw)
+
+        monkeypatch.setattr(layer, "backward", spy)
+    X, y = classification_data(8, 36, 3)
+    model.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    assert calls == [("Dense", True), ("Flatten", True), ("Conv2D", False)]
+    assert conv.dweights is not None and numpy.isfinite(conv.dweights).all()

@@ -97,3 +97,20 @@ def test_optimizer_steps_in_ranges(
         for g, e in zip(got, want, strict=True):
             numpy.testing.assert_array_equal(g, e, err_msg=name)
     assert len(seen) == 2  # the Adam ranges ran on both threads
+
+
+def test_kernel_threads_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "_usable_cores", lambda: 8)
+    for name in ("NNBACK_KERNEL_THREADS", "MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("SLURM_NTASKS_PER_NODE", raising=False)
+    assert runtime._kernel_threads() == 8
+    monkeypatch.setenv("MPI_LOCALNRANKS", "2")  # two MPI ranks on this machine share it
+    assert runtime._kernel_threads() == 4
+    monkeypatch.setenv("MPI_LOCALNRANKS", "16")
+    assert runtime._kernel_threads() == 1
+    monkeypatch.setenv("NNBACK_KERNEL_THREADS", "3")  # the user's choice wins
+    assert runtime._kernel_threads() == 3
+    monkeypatch.setenv("NNBACK_KERNEL_THREADS", "two")
+    with pytest.warns(RuntimeWarning, match="NNBACK_KERNEL_THREADS='two' is not a whole"):
+        assert runtime._kernel_threads() == 1
