@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy
@@ -34,6 +35,7 @@ from ..kernels.cpu.support import (
     scale_in_dtype_of,
     writable,
 )
+from . import array_pool
 from .base import EPSILON_CLIP, Array, Backend, adam_scalars
 from .conv_ops import int_tuple, kernel_geometry
 
@@ -459,12 +461,17 @@ class NumbaBackend(Backend):
         dx = self.matmul(dz, w.T, out=out_dx) if need_dx else None
         return dx, dw, db
 
-    def compute_scope(self) -> contextlib.AbstractContextManager[Any]:
+    @contextlib.contextmanager
+    def compute_scope(self) -> Iterator[None]:
         """BLAS on one thread for the whole loop, while nnback's kernel threads split each
-        op by batch chunks (GEMMs included, :meth:`matmul`); see ``runtime.run_chunks``."""
-        if runtime.parallel_enabled():
-            return runtime.blas_single_threaded()
-        return contextlib.nullcontext()
+        op by batch chunks (GEMMs included, :meth:`matmul`; see ``runtime.run_chunks``),
+        and the conv and pooling ops' large outputs recycled (``array_pool``)."""
+        with array_pool.scope():
+            if runtime.parallel_enabled():
+                with runtime.blas_single_threaded():
+                    yield
+            else:
+                yield
 
     def matmul(self, a: Array, b: Array, out: Array | None = None) -> Array:
         if (
@@ -543,7 +550,7 @@ class NumbaBackend(Backend):
         if bias is None:
             return super().conv_bias_activation(z, b, activation, alpha)
         c_out, n, oh, ow = z.shape
-        y = numpy.empty((n, c_out, oh, ow), dtype=dtype)
+        y = array_pool.empty((n, c_out, oh, ow), dtype=dtype)
         conv.epilogue_forward(
             z.reshape(c_out, n * oh * ow),
             0,
@@ -647,7 +654,7 @@ class NumbaBackend(Backend):
         c_out = w.shape[0]
         dtype = x.dtype
         code = _fused_code(conv.ACTIVATION_CODES[activation])
-        y = numpy.empty((n, c_out, oh, ow), dtype=dtype)
+        y = array_pool.empty((n, c_out, oh, ow), dtype=dtype)
         cols = None
         if self._direct(w, (sh, sw)):
             xp = _padded(x, ph, pw)
@@ -710,8 +717,8 @@ class NumbaBackend(Backend):
             # Each chunk sums into its own dw, db; the chunks are added in order after.
             xp = _padded(x, ph, pw)
             chunks = runtime.batch_chunks(n, 2 * y[0].size * w[0].size, self.direct_chunk_work)
-            dws = numpy.empty((len(chunks), *w.shape), dtype=dtype)
-            dbs = numpy.empty((len(chunks), c_out), dtype=dtype)
+            dws = array_pool.empty((len(chunks), *w.shape), dtype=dtype)
+            dbs = array_pool.empty((len(chunks), c_out), dtype=dtype)
 
             def direct(k: int) -> None:
                 s0, s1 = chunks[k].start, chunks[k].stop
@@ -726,10 +733,11 @@ class NumbaBackend(Backend):
         w2 = w.reshape(c_out, taps)
         dy3, y3 = dy.reshape(n, c_out, npos), y.reshape(n, c_out, npos)
         chunks = runtime.batch_chunks(n, taps * npos * dtype.itemsize, self.conv_chunk_bytes)
-        dx = numpy.empty(x.shape, dtype=dtype) if need_dx else None
+        dx = array_pool.empty(x.shape, dtype=dtype) if need_dx else None
         # One weight gradient and one set of bias partial sums per chunk, added in order.
-        dws = numpy.empty((len(chunks), c_out, taps), dtype=dtype)
-        db_parts = numpy.zeros((len(chunks), c_out, npos), dtype=dtype)
+        dws = array_pool.empty((len(chunks), c_out, taps), dtype=dtype)
+        db_parts = array_pool.empty((len(chunks), c_out, npos), dtype)
+        db_parts.fill(0)
 
         def backward(k: int) -> None:
             s0, s1 = chunks[k].start, chunks[k].stop
@@ -756,8 +764,8 @@ class NumbaBackend(Backend):
             return super().maxpool2d_forward(x, pool, stride)
         (ph, pw), (sh, sw), (oh, ow) = geometry
         n, c = x.shape[0], x.shape[1]
-        y = numpy.empty((n, c, oh, ow), dtype=x.dtype)
-        argmax = numpy.empty((n, c, oh, ow), dtype=numpy.int32)
+        y = array_pool.empty((n, c, oh, ow), dtype=x.dtype)
+        argmax = array_pool.empty((n, c, oh, ow), dtype=numpy.int32)
 
         def pool(s0: int, s1: int) -> None:
             conv.maxpool_forward(x[s0:s1], ph, pw, sh, sw, y[s0:s1], argmax[s0:s1])
@@ -786,7 +794,7 @@ class NumbaBackend(Backend):
         ):
             return super().maxpool2d_backward(dy, argmax, x_shape, pool, stride)
         (ph, pw), (sh, sw), _ = geometry
-        dx = numpy.empty(shape, dtype=dy.dtype)
+        dx = array_pool.empty(shape, dtype=dy.dtype)
 
         def pool(s0: int, s1: int) -> None:
             conv.maxpool_backward(dy[s0:s1], argmax[s0:s1], ph, pw, sh, sw, dx[s0:s1])
@@ -799,7 +807,7 @@ class NumbaBackend(Backend):
         if float_dtype(x) is None or geometry is None:
             return super().avgpool2d_forward(x, pool, stride)
         (ph, pw), (sh, sw), (oh, ow) = geometry
-        y = numpy.empty((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
+        y = array_pool.empty((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
         conv.avgpool_forward(x, ph, pw, sh, sw, y)
         return y
 
@@ -815,7 +823,7 @@ class NumbaBackend(Backend):
         if geometry is None or float_dtype(dy) is None or dy.shape != (*shape[:2], *geometry[2]):
             return super().avgpool2d_backward(dy, x_shape, pool, stride)
         (ph, pw), (sh, sw), _ = geometry
-        dx = numpy.empty(shape, dtype=dy.dtype)
+        dx = array_pool.empty(shape, dtype=dy.dtype)
         conv.avgpool_backward(dy, ph, pw, sh, sw, dx)
         return dx
 
@@ -844,7 +852,8 @@ def _padded(x: Array, ph: int, pw: int) -> Array:
     if not ph and not pw:
         return x
     n, c, h, w = x.shape
-    out = numpy.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    out = array_pool.empty((n, c, h + 2 * ph, w + 2 * pw), x.dtype)
+    out.fill(0)
     out[:, :, ph : ph + h, pw : pw + w] = x
     return out
 

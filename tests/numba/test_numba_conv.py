@@ -295,6 +295,7 @@ def test_kernel_threads_agree(
 
         def spy(*args: object, _kernel: object = kernel) -> object:
             threads.add(threading.current_thread().name)
+            time.sleep(0.002)  # tiny chunks: long enough for the helper to wake and take one
             return _kernel(*args)  # type: ignore[operator]
 
         monkeypatch.setattr(conv, name, spy)
