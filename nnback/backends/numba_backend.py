@@ -461,17 +461,11 @@ class NumbaBackend(Backend):
         dx = self.matmul(dz, w.T, out=out_dx) if need_dx else None
         return dx, dw, db
 
-    @contextlib.contextmanager
-    def compute_scope(self) -> Iterator[None]:
+    def compute_scope(self) -> contextlib.AbstractContextManager[Any]:
         """BLAS on one thread for the whole loop, while nnback's kernel threads split each
         op by batch chunks (GEMMs included, :meth:`matmul`; see ``runtime.run_chunks``),
         and the conv and pooling ops' large outputs recycled (``array_pool``)."""
-        with array_pool.scope():
-            if runtime.parallel_enabled():
-                with runtime.blas_single_threaded():
-                    yield
-            else:
-                yield
+        return _compute_scope()
 
     def matmul(self, a: Array, b: Array, out: Array | None = None) -> Array:
         if (
@@ -948,3 +942,13 @@ def _workspace(out: Array | None, shape: tuple[int, ...], dtype: Any) -> Array:
     ):
         return out
     return numpy.empty(shape, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _compute_scope() -> Iterator[None]:
+    with array_pool.scope():
+        if runtime.parallel_enabled():
+            with runtime.blas_single_threaded():
+                yield
+        else:
+            yield
