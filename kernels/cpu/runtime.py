@@ -248,9 +248,9 @@ class _Pool:
     """Long-lived daemon helper threads that take chunks of a job beside the caller."""
 
     def __init__(self, helpers: int) -> None:
-        self.queues: list[queue.SimpleQueue[_Job]] = []
+        self.queues: list[queue.SimpleQueue[_Job | None]] = []
         for k in range(helpers):
-            jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+            jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
             thread = threading.Thread(
                 target=self._loop, args=(jobs,), name=f"nnback-kernels-{k + 1}", daemon=True
             )
@@ -258,9 +258,11 @@ class _Pool:
             self.queues.append(jobs)
 
     @staticmethod
-    def _loop(jobs: queue.SimpleQueue[_Job]) -> None:
+    def _loop(jobs: queue.SimpleQueue[_Job | None]) -> None:
         while True:
             job = jobs.get()
+            if job is None:  # a wake-up call (prewake): wait for the job itself, awake
+                continue
             try:
                 job.work()
             finally:
@@ -285,6 +287,18 @@ def _reset_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def prewake() -> None:
+    """Wake the helper threads now for a :func:`run_chunks` call coming shortly: an op calls
+    this first thing, so that its checks and allocations overlap the helpers' wake-up
+    (measured: they took their first chunk 40-100 us after run_chunks began, of ops
+    lasting 0.1-3 ms at batch 32)."""
+    pool = _pool
+    if pool is not None and _threads > 1 and not _pool_busy.locked():
+        for jobs in pool.queues:
+            if jobs.empty():
+                jobs.put(None)
 
 
 def kernel_threads() -> int:

@@ -371,6 +371,7 @@ class NumbaBackend(Backend):
         l1: float = 0.0,
         l2: float = 0.0,
     ) -> None:
+        runtime.prewake()  # its checks and allocations overlap the helpers' wake-up
         flat = flat_views(param, grad, m, v)
         if (
             flat is None
@@ -412,7 +413,7 @@ class NumbaBackend(Backend):
     # Multiply-adds per chunk of a direct convolution, and values per chunk of a pooling:
     # enough work that the Python between chunks is small beside it.
     direct_chunk_work = 1 << 21
-    pool_chunk_work = 1 << 18
+    pool_chunk_work = 1 << 16
     # A GEMM of at least this many multiply-adds inside compute_scope() is split by rows
     # over the kernel threads (BLAS then runs single-threaded).
     matmul_split_min_macs = 1 << 24
@@ -429,6 +430,7 @@ class NumbaBackend(Backend):
         overwrite_dy: bool = False,
         out: tuple[Array | None, Array | None, Array | None] | None = None,
     ) -> tuple[Array | None, Array, Array]:
+        runtime.prewake()  # its checks and allocations overlap the helpers' wake-up
         # The reference's three calls; inside compute_scope the two GEMMs, which do not
         # depend on each other, run at once on two kernel threads when neither is large
         # enough to be split by rows itself (batch 32, 1600 -> 128: 0.43 -> 0.3 ms).
@@ -639,6 +641,7 @@ class NumbaBackend(Backend):
         activation: str = "linear",
         alpha: float = 0.01,
     ) -> tuple[Array, Array]:
+        runtime.prewake()  # its checks and allocations overlap the helpers' wake-up
         geometry = self._conv_checks(x, w, stride, padding, activation, alpha)
         bias = bias_row(b, x.dtype, w.shape[0]) if geometry is not None else None
         if bias is None:
@@ -694,6 +697,7 @@ class NumbaBackend(Backend):
         need_dx: bool = True,
         out: tuple[Array | None, Array | None] | None = None,
     ) -> tuple[Array | None, Array, Array]:
+        runtime.prewake()  # its checks and allocations overlap the helpers' wake-up
         geometry = self._conv_checks(x, w, stride, padding, activation, alpha, dy, y)
         if geometry is not None:
             (kh, kw), (sh, sw), (ph, pw), (oh, ow) = geometry
@@ -753,6 +757,7 @@ class NumbaBackend(Backend):
     def maxpool2d_forward(
         self, x: Array, pool: tuple[int, int], stride: tuple[int, int]
     ) -> tuple[Array, Array]:
+        runtime.prewake()  # its checks and allocations overlap the helpers' wake-up
         geometry = _pool_geometry(x, pool, stride)
         if float_dtype(x) is None or geometry is None:
             return super().maxpool2d_forward(x, pool, stride)
@@ -775,6 +780,7 @@ class NumbaBackend(Backend):
         pool: tuple[int, int],
         stride: tuple[int, int],
     ) -> Array:
+        runtime.prewake()  # its checks and allocations overlap the helpers' wake-up
         shape = int_tuple(x_shape, 4, 1)
         geometry = None if shape is None else _pool_geometry(shape, pool, stride)
         if (
