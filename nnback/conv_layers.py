@@ -244,11 +244,7 @@ class Conv2D(Layer):
 
         Regularization is not added here: the optimizer folds it into its step.
         """
-        backend = self.backend
-        assert backend is not None, "call forward() before backward()"
-        if self.dweights is None:
-            self.dweights = backend.empty(self.weights.shape, self.dtype)
-            self.dbiases = backend.empty(self.biases.shape, self.dtype)
+        backend = self._gradient_buffers()
         dx, dw, db = backend.conv2d_backward(
             dvalues,
             self.inputs,
@@ -262,6 +258,47 @@ class Conv2D(Layer):
             need_dx=need_dinputs,
             out=(self.dweights, self.dbiases),
         )
+        return self._take_gradients(dx, dw, db)
+
+    def backward_through_pool(
+        self, pool: MaxPool2D, dvalues: Array, need_dinputs: bool = True
+    ) -> Array:
+        """:meth:`backward` of this layer after ``pool.backward(dvalues)`` of the
+        :class:`MaxPool2D` that pooled this layer's output, in one backend call
+        (``conv2d_maxpool_backward``): the same ``dweights``, ``dbiases`` and ``dinputs``
+        from the pooled gradient ``dvalues`` (n, c_out, ph_out, pw_out). The gradient of this
+        layer's output is not formed (``pool.dinputs`` is None)."""
+        backend = self._gradient_buffers()
+        dx, dw, db = backend.conv2d_maxpool_backward(
+            dvalues,
+            pool.argmax,
+            pool.pool_size,
+            pool.stride,
+            self.inputs,
+            self.weights,
+            self.output,
+            self._cols,
+            self.stride,
+            self.padding,
+            self.fused_activation,
+            self.fused_alpha,
+            need_dx=need_dinputs,
+            out=(self.dweights, self.dbiases),
+        )
+        pool.dinputs = None
+        return self._take_gradients(dx, dw, db)
+
+    def _gradient_buffers(self) -> Backend:
+        backend = self.backend
+        assert backend is not None, "call forward() before backward()"
+        if self.dweights is None:
+            self.dweights = backend.empty(self.weights.shape, self.dtype)
+            self.dbiases = backend.empty(self.biases.shape, self.dtype)
+        return backend
+
+    def _take_gradients(self, dx: Array | None, dw: Array, db: Array) -> Array:
+        backend = self.backend
+        assert backend is not None
         # Gradients are written into the arrays already held (the model's flat buffer once
         # the optimizer has packed them), so the optimizer steps over them in place, and a
         # captured step writes them with the same launches. A backend that returned others

@@ -17,6 +17,7 @@ from . import training
 from .activations import Activation, Softmax
 from .backends import Backend, get_backend
 from .callbacks import Callback, History
+from .conv_layers import Conv2D, MaxPool2D
 from .distributed import group_of as distributed_group
 from .errors import InputError
 from .layer_base import Layer
@@ -263,13 +264,27 @@ class Sequential:
         The input gradient (``dinputs``) of the first layer with parameters and of the
         shape-only layers before it (``Reshape``) is not computed: nothing trains from it,
         and for a first ``Conv2D`` it would be a col2im pass as costly as its weight
-        gradient."""
-        first = next((k for k, layer in enumerate(self.steps) if layer.trainable), len(self.steps))
-        for index in range(len(self.steps) - 1, -1, -1):
-            need = index > first
-            grad = self.steps[index].backward(grad, need_dinputs=need, overwrite=True)
+        gradient. A ``Conv2D`` followed by ``MaxPool2D`` runs its backward pass with the
+        pooling's in one backend call (``conv2d_maxpool_backward``; the same gradients),
+        leaving the pooling's ``dinputs`` None."""
+        steps = self.steps
+        first = next((k for k, layer in enumerate(steps) if layer.trainable), len(steps))
+        index = len(steps) - 1
+        while index >= 0:
+            layer = steps[index]
+            below = steps[index - 1] if index > 0 else None
+            if isinstance(layer, MaxPool2D) and isinstance(below, Conv2D) and index > first:
+                # One backend call for both (conv2d_maxpool_backward), which need not form
+                # the pooling's input gradient: the pooling's dinputs stays None.
+                index -= 1
+                need = index > first
+                grad = below.backward_through_pool(layer, grad, need_dinputs=need)
+            else:
+                need = index > first
+                grad = layer.backward(grad, need_dinputs=need, overwrite=True)
             if not need:
                 break
+            index -= 1
 
     def loss_and_gradient(
         self, output: Array, y: Array, with_grad: bool = True

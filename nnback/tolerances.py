@@ -182,6 +182,8 @@ _FACTORS: dict[str, tuple[float, float]] = {
     # dW, db as dense_backward's (<= 64 terms); dX is a GEMM over c_out then col2im's sum
     # of <= kh * kw of those, together <= 64 products of unit-scale terms: (16, 64).
     "conv2d_backward": (16, 64),
+    # maxpool2d_backward moves values; the rest is conv2d_backward's sums.
+    "conv2d_maxpool_backward": (16, 64),
     # Overlapping windows add up to 4 contributions (dy, or dy / (ph * pw)) to a pixel: 3
     # roundings of sums <= 4 |dy| = 6 eps worst case; the average pools a window of <= 9
     # values (8 roundings of partial sums <= 9 * max|x|, divided by 9: <= 4 eps) and

@@ -49,8 +49,10 @@ __all__ = [
     "avgpool_forward",
     "col2im",
     "conv_direct_backward",
+    "conv_direct_backward_pooled",
     "conv_direct_forward",
     "epilogue_backward",
+    "epilogue_backward_pooled",
     "epilogue_forward",
     "im2col",
     "maxpool_backward",
@@ -692,3 +694,117 @@ def avgpool_backward(dy: Array, ph: int, pw: int, sh: int, sw: int, dx: Array) -
                         g_row = dy[s, ci, p]
                         for q in range(ow):
                             dst[q] += g_row[q] / count
+
+
+# ----------------------------------------------------------------------------------------
+# Backward of a convolution followed by 2x2 max pooling at stride 2, fused
+# ----------------------------------------------------------------------------------------
+# ``ConvOps.conv2d_maxpool_backward`` is ``maxpool2d_backward`` then ``conv2d_backward``.
+# The pooling's input gradient is zero but at each window's argmax, so these kernels never
+# write it: they build the convolution's ``dz`` straight from the pooled gradient ``dp``,
+# the argmax and the convolution's output ``y`` (for the activation's derivative). On the
+# CNN at batch 128 the first convolution's pooled gradient alone is 11 MB written, then
+# read twice. (Here, not in a module of their own: Numba's cache of a kernel is refreshed
+# when its own source file changes, and these call this module's helpers.)
+#
+# Bits: ``dz`` at an argmax is ``activation_backward(0 + dp, y)``, as the reference
+# computes it from the zeroed plane the pooling's backward pass adds into; elsewhere it is
+# 0, where the reference has ``activation_backward(dp * 0, y)``, also 0 for a finite ``dp``
+# (the backend checks that ``dp`` is finite, else the reference runs, so an infinite
+# gradient turns into NaN as it does there). An argmax outside 0..3 sends nothing.
+@kernel
+def epilogue_backward_pooled(
+    dp: Array,
+    argmax: Array,
+    y: Array,
+    s0: int,
+    s1: int,
+    dz: Array,
+    col0: int,
+    db_parts: Array,
+    code: int,
+    alpha: float,
+) -> None:
+    """``epilogue_backward`` of the gradient ``maxpool_backward(dp, argmax)`` would give,
+    for samples ``s0 .. s1``: ``dz`` (c_out, m) channel-major, the samples' columns from
+    ``col0``; each nonzero value also added into ``db_parts[co, position]``."""
+    c_out = y.shape[1]
+    oh = y.shape[2]
+    ow = y.shape[3]
+    npos = oh * ow
+    ph = dp.shape[2]
+    pw = dp.shape[3]
+    zero = y.dtype.type(0)
+    one = y.dtype.type(1)
+    slope = y.dtype.type(alpha)
+    for s in range(s0, s1):
+        o = col0 + (s - s0) * npos
+        for co in range(c_out):
+            dst = dz[co, o : o + npos]
+            for t in range(npos):
+                dst[t] = zero
+            parts = db_parts[co]
+            for p in range(ph):
+                for q in range(pw):
+                    k = argmax[s, co, p, q]
+                    if k < 0 or k > 3:
+                        continue
+                    r = 2 * p + (k >> 1)
+                    c = 2 * q + (k & 1)
+                    g = _act_backward(
+                        zero + dp[s, co, p, q], y[s, co, r, c], code, slope, zero, one
+                    )
+                    dst[r * ow + c] = g
+                    parts[r * ow + c] += g
+
+
+@kernel
+def conv_direct_backward_pooled(
+    dp: Array, argmax: Array, y: Array, x: Array, dw: Array, db: Array, code: int, alpha: float
+) -> None:
+    """``conv_direct_backward`` of the gradient ``maxpool_backward(dp, argmax)`` would give:
+    ``dw`` (c_out, c_in, kh, kw) and ``db`` (c_out,) for stride 1 and no padding (the
+    backend pads ``x``). The plane ``g`` of ``dz`` on wide rows is zero but at the argmax
+    positions, then the same vectorized dot products."""
+    n, c_in, h, wd = x.shape
+    c_out, _, kh, kw = dw.shape
+    oh = y.shape[2]
+    ow = y.shape[3]
+    ph = dp.shape[2]
+    pw = dp.shape[3]
+    span = (oh - 1) * wd + ow
+    zero = y.dtype.type(0)
+    one = y.dtype.type(1)
+    slope = y.dtype.type(alpha)
+    xf = x.reshape(n, c_in, h * wd)
+    g = np.zeros(span, dtype=y.dtype)
+    ones = np.ones(span, dtype=y.dtype)
+    for co in range(c_out):
+        db[co] = zero
+        for ci in range(c_in):
+            for i in range(kh):
+                for j in range(kw):
+                    dw[co, ci, i, j] = zero
+    for s in range(n):
+        for co in range(c_out):
+            for t in range(span):
+                g[t] = zero
+            for p in range(ph):
+                for q in range(pw):
+                    k = argmax[s, co, p, q]
+                    if k < 0 or k > 3:
+                        continue
+                    r = 2 * p + (k >> 1)
+                    c = 2 * q + (k & 1)
+                    g[r * wd + c] = _act_backward(
+                        zero + dp[s, co, p, q], y[s, co, r, c], code, slope, zero, one
+                    )
+            db[co] += _dot(g, ones, span)
+            for ci in range(c_in):
+                if kh == 3 and kw == 3:
+                    _dots33(g, xf[s, ci], wd, span, dw[co, ci])
+                    continue
+                for i in range(kh):
+                    for j in range(kw):
+                        off = i * wd + j
+                        dw[co, ci, i, j] += _dot(g, xf[s, ci, off : off + span], span)

@@ -377,6 +377,50 @@ class ConvOps:
             dx = self.col2im(dcols, tuple(x.shape), (kh, kw), stride, padding)
         return dx, dw, db
 
+    def conv2d_maxpool_backward(
+        self,
+        dp: Array,
+        argmax: Array,
+        pool: tuple[int, int],
+        pool_stride: tuple[int, int],
+        x: Array,
+        w: Array,
+        y: Array,
+        cols: Array | None = None,
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+        activation: str = "linear",
+        alpha: float = 0.01,
+        need_dx: bool = True,
+        out: tuple[Array | None, Array | None] | None = None,
+    ) -> tuple[Array | None, Array, Array]:
+        """Backward pass of :meth:`conv2d_forward` followed by :meth:`maxpool2d_forward`:
+        :meth:`maxpool2d_backward` then :meth:`conv2d_backward`, without returning the
+        gradient of the convolution's output (a backend may never form it).
+
+        Parameters
+        ----------
+        dp : array (n, c_out, ph_out, pw_out)
+            Gradient of the loss with respect to the pooled output; not modified.
+        argmax : int array (n, c_out, ph_out, pw_out)
+            The second value :meth:`maxpool2d_forward` returned.
+        pool, pool_stride : (int, int)
+            The pooling's window and stride.
+        x, w, y, cols, stride, padding, activation, alpha, need_dx, out
+            As :meth:`conv2d_backward` (``y`` the convolution's output, which the pooling
+            read).
+
+        Returns
+        -------
+        dx : array (n, c_in, h, w) or None
+        dw : array (c_out, c_in, kh, kw)
+        db : array (1, c_out)
+        """
+        dy = self.maxpool2d_backward(dp, argmax, tuple(y.shape), pool, pool_stride)
+        return self.conv2d_backward(
+            dy, x, w, y, cols, stride, padding, activation, alpha, need_dx, out
+        )
+
     # ------------------------------------------------------------------------------------
     # Pooling
     # ------------------------------------------------------------------------------------

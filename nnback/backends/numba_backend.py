@@ -701,8 +701,7 @@ class NumbaBackend(Backend):
         geometry = self._conv_checks(x, w, stride, padding, activation, alpha, dy, y)
         if geometry is not None:
             (kh, kw), (sh, sw), (ph, pw), (oh, ow) = geometry
-            n, c_in = x.shape[0], x.shape[1]
-            c_out = w.shape[0]
+            n, c_out = x.shape[0], w.shape[0]
             if dy.shape != (n, c_out, oh, ow) or y.shape != dy.shape:
                 geometry = None
         if geometry is None:
@@ -727,13 +726,36 @@ class NumbaBackend(Backend):
             runtime.run_chunks(direct, len(chunks))
             return (None, *_into_out(out, _sum_parts(dws), _sum_parts(dbs).reshape(1, c_out)))
         # ``cols`` is not read: the columns are made again chunk by chunk (see forward).
+        dy3, y3 = dy.reshape(n, c_out, -1), y.reshape(n, c_out, -1)
+
+        def dz_of(s0: int, s1: int, dz: Array, db_part: Array, _code: int = code) -> None:
+            conv.epilogue_backward(dy3, y3, s0, s1, dz, 0, db_part, _code, float(alpha))
+
+        return self._conv_backward_chunks(x, w, y, geometry, need_dx, out, dz_of)
+
+    def _conv_backward_chunks(
+        self,
+        x: Array,
+        w: Array,
+        y: Array,
+        geometry: tuple[Any, ...],
+        need_dx: bool,
+        out: tuple[Array | None, Array | None] | None,
+        dz_of: Any,
+    ) -> tuple[Array | None, Array, Array]:
+        """conv2d_backward's im2col path chunk by chunk over the kernel threads, with
+        ``dz_of(s0, s1, dz, db_part)`` writing a chunk's ``dz`` (c_out, m) and adding its
+        bias-gradient partial sums."""
+        (kh, kw), (sh, sw), (ph, pw), (oh, ow) = geometry
+        n, c_in = x.shape[0], x.shape[1]
+        c_out = w.shape[0]
+        dtype = x.dtype
         taps, npos = c_in * kh * kw, oh * ow
         w2 = w.reshape(c_out, taps)
-        dy3, y3 = dy.reshape(n, c_out, npos), y.reshape(n, c_out, npos)
         chunks = runtime.batch_chunks(n, taps * npos * dtype.itemsize, self.conv_chunk_bytes)
-        dx = array_pool.empty(x.shape, dtype=dtype) if need_dx else None
+        dx = array_pool.empty(x.shape, dtype) if need_dx else None
         # One weight gradient and one set of bias partial sums per chunk, added in order.
-        dws = array_pool.empty((len(chunks), c_out, taps), dtype=dtype)
+        dws = array_pool.empty((len(chunks), c_out, taps), dtype)
         db_parts = array_pool.empty((len(chunks), c_out, npos), dtype)
         db_parts.fill(0)
 
@@ -742,7 +764,7 @@ class NumbaBackend(Backend):
             m = (s1 - s0) * npos
             dz = _scratch("dz", c_out * m, dtype).reshape(c_out, m)
             part = _scratch("cols", taps * m, dtype).reshape(taps, m)
-            conv.epilogue_backward(dy3, y3, s0, s1, dz, 0, db_parts[k], code, float(alpha))
+            dz_of(s0, s1, dz, db_parts[k])
             conv.im2col(x, kh, kw, sh, sw, ph, pw, s0, s1, part, 0)
             numpy.matmul(dz, part.T, out=dws[k])
             if dx is not None:
@@ -753,6 +775,99 @@ class NumbaBackend(Backend):
         _run_gemm_ranges(backward, chunks, by_index=True)
         db = _sum_parts(db_parts).sum(axis=1).reshape(1, c_out)
         return (dx, *_into_out(out, _sum_parts(dws).reshape(w.shape), db))
+
+    def conv2d_maxpool_backward(
+        self,
+        dp: Array,
+        argmax: Array,
+        pool: tuple[int, int],
+        pool_stride: tuple[int, int],
+        x: Array,
+        w: Array,
+        y: Array,
+        cols: Array | None = None,
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+        activation: str = "linear",
+        alpha: float = 0.01,
+        need_dx: bool = True,
+        out: tuple[Array | None, Array | None] | None = None,
+    ) -> tuple[Array | None, Array, Array]:
+        runtime.prewake()  # its checks and allocations overlap the helpers' wake-up
+        geometry = self._pooled_geometry(dp, argmax, pool, pool_stride, x, w, y, stride, padding)
+        if geometry is None or conv.ACTIVATION_CODES.get(activation) is None or not is_real(alpha):
+            return super().conv2d_maxpool_backward(
+                dp, argmax, pool, pool_stride, x, w, y, cols, stride, padding, activation,
+                alpha, need_dx, out,
+            )  # fmt: skip
+        (kh, kw), (sh, sw), (ph, pw), (oh, ow) = geometry
+        n, c_out = x.shape[0], w.shape[0]
+        dtype = x.dtype
+        code = conv.ACTIVATION_CODES[activation]
+        if not need_dx and self._direct(w, (sh, sw)):
+            xp = _padded(x, ph, pw)
+            chunks = runtime.batch_chunks(n, 2 * y[0].size * w[0].size, self.direct_chunk_work)
+            dws = array_pool.empty((len(chunks), *w.shape), dtype)
+            dbs = array_pool.empty((len(chunks), c_out), dtype)
+
+            def direct(k: int) -> None:
+                s0, s1 = chunks[k].start, chunks[k].stop
+                conv.conv_direct_backward_pooled(
+                    dp[s0:s1], argmax[s0:s1], y[s0:s1], xp[s0:s1], dws[k], dbs[k], code,
+                    float(alpha),
+                )  # fmt: skip
+
+            runtime.run_chunks(direct, len(chunks))
+            return (None, *_into_out(out, _sum_parts(dws), _sum_parts(dbs).reshape(1, c_out)))
+
+        def dz_of(s0: int, s1: int, dz: Array, db_part: Array, _code: int = code) -> None:
+            conv.epilogue_backward_pooled(
+                dp, argmax, y, s0, s1, dz, 0, db_part, _code, float(alpha)
+            )
+
+        return self._conv_backward_chunks(x, w, y, geometry, need_dx, out, dz_of)
+
+    def _pooled_geometry(
+        self,
+        dp: Array,
+        argmax: Array,
+        pool: Any,
+        pool_stride: Any,
+        x: Array,
+        w: Array,
+        y: Array,
+        stride: Any,
+        padding: Any,
+    ) -> tuple[Any, ...] | None:
+        """The convolution's geometry when the fused kernels can take this pooled backward
+        pass (2x2 windows at stride 2 over the convolution's output, a finite ``dp``)."""
+        if (
+            int_tuple(pool, 2, 1) != (2, 2)
+            or int_tuple(pool_stride, 2, 1) != (2, 2)
+            or float_dtype(dp, x, w, y) is None
+            or type(argmax) is not numpy.ndarray
+            or argmax.dtype != numpy.int32
+            or not argmax.flags.c_contiguous
+            or x.ndim != 4
+            or w.ndim != 4
+            or y.ndim != 4
+            or dp.ndim != 4
+            or x.shape[1] != w.shape[1]
+            or min(w.shape) < 1
+        ):
+            return None
+        geometry = _conv_geometry(x, w.shape[2:], stride, padding)
+        if geometry is None:
+            return None
+        n, c_out, (oh, ow) = x.shape[0], w.shape[0], geometry[3]
+        if (
+            y.shape != (n, c_out, oh, ow)
+            or dp.shape != (n, c_out, oh // 2, ow // 2)
+            or argmax.shape != dp.shape
+            or not numpy.isfinite(dp).all()
+        ):
+            return None
+        return geometry
 
     def maxpool2d_forward(
         self, x: Array, pool: tuple[int, int], stride: tuple[int, int]

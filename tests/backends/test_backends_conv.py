@@ -197,6 +197,46 @@ def test_conv2d_backward(
         assert_unchanged(backend, arr, values, label)
 
 
+@pytest.mark.parametrize("need_dx", [True, False], ids=["dx", "no_dx"])
+@pytest.mark.parametrize(
+    ("name", "activation"),
+    [("3x3", "relu"), ("3x3", "tanh"), ("3x2-s21-p10", "leaky_relu"), ("1x1", "relu")],
+)
+def test_conv2d_maxpool_backward(
+    backend: Backend,
+    reference: Backend,
+    rng: numpy.random.Generator,
+    dtype: numpy.dtype,
+    layout4: str,
+    name: str,
+    activation: str,
+    need_dx: bool,
+) -> None:
+    # A convolution's backward pass through the 2x2 max pooling of its output, as the
+    # reference's maxpool2d_backward then conv2d_backward (odd output sizes: 1x1 pools 5x5).
+    (x, w, b), (x64, w64, b64) = _conv_inputs(backend, rng, dtype, layout4, name)
+    _, _, _, _, _, _, stride, padding = CONFIGS[name]
+    y_ref, _ = reference.conv2d_forward(x64, w64, b64, stride, padding, activation, ALPHA)
+    y, y64 = _image(backend, y_ref, dtype, layout4)
+    pooled, argmax64 = reference.maxpool2d_forward(y64, (2, 2), (2, 2))
+    argmax = backend.asarray(argmax64)
+    dp, dp64 = _image(backend, random_array(rng, pooled.shape), dtype, layout4)
+    dx, dw, db = backend.conv2d_maxpool_backward(
+        dp, argmax, (2, 2), (2, 2), x, w, y, None, stride, padding, activation, ALPHA, need_dx
+    )
+    want_dx, want_dw, want_db = reference.conv2d_maxpool_backward(
+        dp64, argmax64, (2, 2), (2, 2), x64, w64, y64, None, stride, padding, activation, ALPHA
+    )
+    if need_dx:
+        assert_close("conv2d_maxpool_backward", backend, dx, want_dx, dtype=dtype, label="dx")
+    else:
+        assert dx is None, "need_dx=False must return dx=None"
+    assert_close("conv2d_maxpool_backward", backend, dw, want_dw, dtype=dtype, label="dw")
+    assert_close("conv2d_maxpool_backward", backend, db, want_db, dtype=dtype, label="db")
+    for label, arr, values in (("dp", dp, dp64), ("x", x, x64), ("y", y, y64)):
+        assert_unchanged(backend, arr, values, label)
+
+
 @pytest.mark.parametrize("pool", POOLS)
 def test_maxpool2d(
     backend: Backend,

@@ -388,3 +388,50 @@ def test_matmul_split_by_rows(
         eps = numpy.finfo(dtype).eps
         numpy.testing.assert_allclose(got, want, rtol=64 * eps, atol=64 * eps)
     numpy.testing.assert_array_equal(numba_backend.matmul(a, b), a @ b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("need_dx", [True, False], ids=["dx", "no_dx"])
+@pytest.mark.parametrize(
+    "geometry", [GEOMETRIES[0], GEOMETRIES[2], GEOMETRIES[6]], ids=[IDS[0], IDS[2], IDS[6]]
+)
+def test_conv_maxpool_backward_fused(
+    numba_backend: Backend,
+    fallbacks: list[str],
+    rng: numpy.random.Generator,
+    dtype: str,
+    need_dx: bool,
+    geometry: tuple,
+) -> None:
+    # The fused kernels (dz built from the pooled gradient, never the pooling's dx) give
+    # the bits of the backend's own maxpool2d_backward then conv2d_backward: the same dz
+    # values (zeros off the argmax), the same chunks and sums.
+    _, _, stride, padding = geometry
+    (x, _), (w, _), (b, _) = _conv_inputs(rng, geometry, dtype)
+    x = numpy.concatenate([x, x[::-1] * 0.5, x])
+    for activation in ("relu", "leaky_relu", "tanh"):
+        y, cols = numba_backend.conv2d_forward(x, w, b, stride, padding, activation)
+        pooled, argmax = numba_backend.maxpool2d_forward(y, (2, 2), (2, 2))
+        dp = random_array(rng, pooled.shape).astype(dtype)
+        fused = numba_backend.conv2d_maxpool_backward(
+            dp, argmax, (2, 2), (2, 2), x, w, y, cols, stride, padding, activation,
+            need_dx=need_dx,
+        )  # fmt: skip
+        dy = numba_backend.maxpool2d_backward(dp, argmax, y.shape, (2, 2), (2, 2))
+        parts = numba_backend.conv2d_backward(
+            dy, x, w, y, cols, stride, padding, activation, need_dx=need_dx
+        )
+        for got, want in zip(fused, parts, strict=True):
+            if want is None:
+                assert got is None
+            else:
+                numpy.testing.assert_array_equal(got, want, err_msg=activation)
+    assert fallbacks == []
+    # An infinite pooled gradient: the reference's composition runs (NaN where it has NaN).
+    dp[0, 0, 0, 0] = numpy.inf
+    with numpy.errstate(invalid="ignore"):
+        got = numba_backend.conv2d_maxpool_backward(
+            dp, argmax, (2, 2), (2, 2), x, w, y, cols, stride, padding, "tanh"
+        )
+    assert "conv2d_maxpool_backward" in fallbacks
+    assert not numpy.isfinite(got[1]).all()

@@ -230,6 +230,20 @@ CASES: dict[str, tuple[str, Callable[[numpy.random.Generator], Args], tuple[int,
         (),
     ),
     "conv2d_backward-float64-dy": ("conv2d_backward", lambda r: _conv_backward(r, "f8"), ()),
+    "conv2d_maxpool_backward-float64-dp": (
+        "conv2d_maxpool_backward",
+        lambda r: (
+            (
+                _a(r, 2, 4, 2, 2, dtype="f8"),
+                r.integers(0, 4, (2, 4, 2, 2)).astype(numpy.int32),
+                (2, 2),
+                (2, 2),
+                *_conv_backward(r, "f4")[0][1:],
+            ),
+            {"activation": "relu"},
+        ),
+        (),
+    ),
     "im2col-float16": (
         "im2col",
         lambda r: ((_a(r, 2, 3, 7, 6, dtype="f2"), (3, 2)), {"stride": (2, 1), "padding": (1, 1)}),
@@ -300,7 +314,7 @@ def test_every_override_has_a_fallback_case(overridden_ops: list[str]) -> None:
     covered = {op for op, _, _ in CASES.values()}
     missing = set(overridden_ops) - covered
     assert not missing, f"no fallback case for {sorted(missing)}"
-    assert len(overridden_ops) == 27
+    assert len(overridden_ops) == 28
 
 
 @pytest.mark.parametrize("case", CASES)
