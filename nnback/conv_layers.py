@@ -245,20 +245,9 @@ class Conv2D(Layer):
         Regularization is not added here: the optimizer folds it into its step.
         """
         backend = self._gradient_buffers()
-        dx, dw, db = backend.conv2d_backward(
-            dvalues,
-            self.inputs,
-            self.weights,
-            self.output,
-            self._cols,
-            self.stride,
-            self.padding,
-            self.fused_activation,
-            self.fused_alpha,
-            need_dx=need_dinputs,
-            out=(self.dweights, self.dbiases),
+        return self._take_gradients(
+            *backend.conv2d_backward(dvalues, *self._backward_args(need_dinputs))
         )
-        return self._take_gradients(dx, dw, db)
 
     def backward_through_pool(
         self, pool: MaxPool2D, dvalues: Array, need_dinputs: bool = True
@@ -269,11 +258,16 @@ class Conv2D(Layer):
         from the pooled gradient ``dvalues`` (n, c_out, ph_out, pw_out). The gradient of this
         layer's output is not formed (``pool.dinputs`` is None)."""
         backend = self._gradient_buffers()
-        dx, dw, db = backend.conv2d_maxpool_backward(
-            dvalues,
-            pool.argmax,
-            pool.pool_size,
-            pool.stride,
+        grads = backend.conv2d_maxpool_backward(
+            dvalues, pool.argmax, pool.pool_size, pool.stride, *self._backward_args(need_dinputs)
+        )
+        pool.dinputs = None
+        return self._take_gradients(*grads)
+
+    def _backward_args(self, need_dinputs: bool) -> tuple[Any, ...]:
+        """``x, w, y, cols, stride, padding, activation, alpha, need_dx, out`` of the
+        backend's conv2d_backward (and conv2d_maxpool_backward after its pooling's)."""
+        return (
             self.inputs,
             self.weights,
             self.output,
@@ -282,11 +276,9 @@ class Conv2D(Layer):
             self.padding,
             self.fused_activation,
             self.fused_alpha,
-            need_dx=need_dinputs,
-            out=(self.dweights, self.dbiases),
+            need_dinputs,
+            (self.dweights, self.dbiases),
         )
-        pool.dinputs = None
-        return self._take_gradients(dx, dw, db)
 
     def _gradient_buffers(self) -> Backend:
         backend = self.backend

@@ -421,12 +421,8 @@ def conv_direct_backward(
     xf = x.reshape(n, c_in, h * wd)
     g = np.zeros(span, dtype=dy.dtype)
     ones = np.ones(span, dtype=dy.dtype)
-    for co in range(c_out):
-        db[co] = zero
-        for ci in range(c_in):
-            for i in range(kh):
-                for j in range(kw):
-                    dw[co, ci, i, j] = zero
+    dw[...] = zero
+    db[...] = zero
     for s in range(n):
         for co in range(c_out):
             for p in range(oh):
@@ -435,15 +431,24 @@ def conv_direct_backward(
                 y_row = y[s, co, p]
                 for q in range(ow):
                     g_out[q] = _act_backward(dy_row[q], y_row[q], code, slope, zero, one)
-            db[co] += _dot(g, ones, span)
-            for ci in range(c_in):
-                if kh == 3 and kw == 3:
-                    _dots33(g, xf[s, ci], wd, span, dw[co, ci])
-                    continue
-                for i in range(kh):
-                    for j in range(kw):
-                        off = i * wd + j
-                        dw[co, ci, i, j] += _dot(g, xf[s, ci, off : off + span], span)
+            _add_plane(g, ones, xf[s], wd, span, dw[co], db[co : co + 1])
+
+
+@reduction_kernel
+def _add_plane(g, ones, xs, wd, span, dwc, dbc):  # type: ignore[no-untyped-def]
+    """One plane ``g`` of ``dz`` on wide rows into its channel's gradients: ``dbc[0]``
+    gains its sum and ``dwc[ci, i, j]`` its dot product with sample plane ``xs[ci]``
+    shifted by ``i * wd + j`` (nine at once for 3x3 kernels, :func:`_dots33`)."""
+    c_in, kh, kw = dwc.shape
+    dbc[0] += _dot(g, ones, span)
+    for ci in range(c_in):
+        if kh == 3 and kw == 3:
+            _dots33(g, xs[ci], wd, span, dwc[ci])
+            continue
+        for i in range(kh):
+            for j in range(kw):
+                off = i * wd + j
+                dwc[ci, i, j] += _dot(g, xs[ci, off : off + span], span)
 
 
 # ----------------------------------------------------------------------------------------
@@ -779,12 +784,8 @@ def conv_direct_backward_pooled(
     xf = x.reshape(n, c_in, h * wd)
     g = np.zeros(span, dtype=y.dtype)
     ones = np.ones(span, dtype=y.dtype)
-    for co in range(c_out):
-        db[co] = zero
-        for ci in range(c_in):
-            for i in range(kh):
-                for j in range(kw):
-                    dw[co, ci, i, j] = zero
+    dw[...] = zero
+    db[...] = zero
     for s in range(n):
         for co in range(c_out):
             for t in range(span):
@@ -799,12 +800,4 @@ def conv_direct_backward_pooled(
                     g[r * wd + c] = _act_backward(
                         zero + dp[s, co, p, q], y[s, co, r, c], code, slope, zero, one
                     )
-            db[co] += _dot(g, ones, span)
-            for ci in range(c_in):
-                if kh == 3 and kw == 3:
-                    _dots33(g, xf[s, ci], wd, span, dw[co, ci])
-                    continue
-                for i in range(kh):
-                    for j in range(kw):
-                        off = i * wd + j
-                        dw[co, ci, i, j] += _dot(g, xf[s, ci, off : off + span], span)
+            _add_plane(g, ones, xf[s], wd, span, dw[co], db[co : co + 1])
