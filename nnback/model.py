@@ -387,7 +387,7 @@ class Sequential:
         if group is not None:
             return group.predict(self, X, size, to_numpy)
         result = None
-        with backend.compute_scope():
+        with backend.compute_scope(self.layers):
             for start in range(0, n, size):
                 out = self.forward(backend.asarray(X[start : start + size]), training=False)
                 if self.fused_softmax_loss:

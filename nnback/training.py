@@ -409,7 +409,7 @@ def fit(
             for epoch in range(epochs):
                 for callback in callbacks:
                     callback.on_epoch_begin(epoch)
-                with backend.compute_scope():
+                with backend.compute_scope(model.layers):
                     logs = trainer.epoch(epoch, guard)
                 history.step_mode = trainer.step_mode  # a plan may have turned out eager
                 if validation is not None and group is not None:
@@ -417,7 +417,7 @@ def fit(
                     logs["val_loss"] = scores["loss"]
                     logs["val_accuracy"] = scores["accuracy"]
                 elif validation is not None:
-                    with backend.compute_scope():
+                    with backend.compute_scope(model.layers):
                         scores = scorer.score(trainer.step_mode == "captured")
                     logs["val_loss"] = scores["loss"]
                     logs["val_accuracy"] = scores["accuracy"]
@@ -490,7 +490,7 @@ def evaluate(
         model.metric.prepare(y)
     if group is not None:
         return group.score(model, X, y, size)
-    with backend.compute_scope():
+    with backend.compute_scope(model.layers):
         return _score(model, X, y, size)
 
 

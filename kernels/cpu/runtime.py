@@ -17,8 +17,9 @@ never started by nnback.
 
 Kernel threads: batch chunks handed out to whichever thread is free
 --------------------------------------------------------------------
-Inside ``fit``, ``evaluate`` and ``predict`` (the backend's ``compute_scope``), BLAS is
-held to one thread and nnback's own threads share the work: ``NNBACK_KERNEL_THREADS``
+Inside ``fit``, ``evaluate`` and ``predict`` of a model with convolution or pooling layers
+(the backend's ``compute_scope``), BLAS is held to one thread and nnback's own threads share
+the work: ``NNBACK_KERNEL_THREADS``
 of them (default: the usable cores, at most 8), the calling thread and long-lived helper
 daemon threads. A convolution or pooling op cuts its batch into chunks (a few samples
 whose im2col columns fit the L2 cache) and :func:`run_chunks` hands the chunks out one at

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy
@@ -124,10 +125,10 @@ class Backend(ConvOps):
     def synchronize(self) -> None:
         """Wait until all queued work is finished (a no-op on the host)."""
 
-    def compute_scope(self) -> contextlib.AbstractContextManager[Any]:
-        """A context in which ``fit``, ``evaluate`` and ``predict`` run their steps: a
-        backend that splits its ops over threads of its own sets the thread policy for the
-        whole loop here (see the numba backend); nothing by default."""
+    def compute_scope(self, layers: Sequence[Any] = ()) -> contextlib.AbstractContextManager[Any]:
+        """A context in which ``fit``, ``evaluate`` and ``predict`` run the steps of a model
+        made of ``layers``: a backend that splits its ops over threads of its own sets the
+        thread policy for the whole loop here (see the numba backend); nothing by default."""
         return contextlib.nullcontext()
 
     def capture_unavailable(self) -> str | None:

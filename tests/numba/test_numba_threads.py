@@ -114,3 +114,17 @@ def test_kernel_threads_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NNBACK_KERNEL_THREADS", "two")
     with pytest.warns(RuntimeWarning, match="NNBACK_KERNEL_THREADS='two' is not a whole"):
         assert runtime._kernel_threads() == 1
+
+
+def test_scope_splits_only_for_image_layers(numba_backend: Any, two_threads: None) -> None:
+    # A model of dense layers keeps BLAS's own threads (its step is GEMMs, which BLAS
+    # splits with one packed operand); convolutions and pooling get the kernel threads.
+    import nnback as nb
+
+    with numba_backend.compute_scope([nb.Dense(4, 3), nb.ReLU()]):
+        assert not runtime.blas_is_single_threaded()
+    with numba_backend.compute_scope([nb.Reshape((1, 4, 4)), nb.Conv2D(1, 2, 3)]):
+        assert runtime.blas_is_single_threaded()
+    with numba_backend.compute_scope():  # no layers named: the ops' own choice, split
+        assert runtime.blas_is_single_threaded()
+    assert not runtime.blas_is_single_threaded()
