@@ -493,7 +493,7 @@ def threading_facts() -> dict[str, str]:
     chosen = os.environ.get("NNBACK_KERNEL_THREADS", "").strip()
     origin = f"NNBACK_KERNEL_THREADS={chosen}" if chosen else "the usable cores"
     if _threads > 1:
-        control = "BLAS held to 1 thread in fit/evaluate/predict"
+        control = "BLAS held to 1 thread in fit/evaluate/predict of conv models"
         if not _blas_controllers():
             control = "BLAS keeps its threads: install threadpoolctl to split GEMM work too"
         kernel_threads = f"{_threads} ({origin}; {control})"
