@@ -285,3 +285,41 @@ def test_no_input_gradient_before_the_first_trainable_layer(
     model.fit(X, y, epochs=1, batch_size=8, verbose=0)
     assert calls == [("Dense", True), ("Flatten", True), ("Conv2D", False)]
     assert conv.dweights is not None and numpy.isfinite(conv.dweights).all()
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "numba"])
+def test_conv_then_maxpool_backward_in_one_call(backend_name: str) -> None:
+    # Sequential.backward runs a Conv2D and the MaxPool2D after it as one
+    # conv2d_maxpool_backward call: the gradients of the two layers' own backward passes.
+    if backend_name == "numba":
+        pytest.importorskip("numba", reason="the numba backend needs numba")
+    layers = [
+        nb.Reshape((1, 10, 10)),
+        nb.Conv2D(1, 3, 3),
+        nb.ReLU(),
+        nb.MaxPool2D(2),
+        nb.Conv2D(3, 4, 3, padding="same"),
+        nb.MaxPool2D(2),
+        nb.Flatten(),
+        nb.Dense(16, 3),
+        nb.Softmax(),
+    ]
+    model = nb.Sequential(layers, loss=nb.CategoricalCrossentropy(), seed=1)
+    model.build(backend_name)
+    backend = model.backend
+    X, y = classification_data(6, 100, 3)
+    output = model.forward(backend.asarray(X), training=True)
+    _, grad = model.loss_and_gradient(output, backend.asarray(prepare_targets(model, y, 6)))
+    model.backward(grad)
+    fused = [backend.to_numpy(a).copy() for layer in model.trainable_layers
+             for a in (layer.dweights, layer.dbiases)]  # fmt: skip
+    assert layers[3].dinputs is None and layers[5].dinputs is None  # never formed
+    g = grad
+    for layer in reversed(model.steps):  # each layer's own backward pass
+        g = layer.backward(g, need_dinputs=layer is not layers[1], overwrite=False)
+        if layer is layers[1]:
+            break
+    separate = [backend.to_numpy(a) for layer in model.trainable_layers
+                for a in (layer.dweights, layer.dbiases)]  # fmt: skip
+    for a, b in zip(fused, separate, strict=True):
+        numpy.testing.assert_array_equal(a, b)
