@@ -91,7 +91,6 @@ __all__ = [
     "blas_single_threaded",
     "kernel_threads",
     "parallel_enabled",
-    "run_batch",
     "run_chunks",
     "threading_facts",
 ]
@@ -169,9 +168,6 @@ def _warn_uncached(reason: str) -> None:
 # Work (roughly: values read and written, or multiply-adds) below which a batch is not
 # split: handing chunks to the helper threads costs a wake-up, tens of microseconds.
 SPLIT_MIN_WORK = 1 << 16
-# Work per chunk that run_batch aims at: large enough that the Python between kernels is
-# small beside them, small enough that a slow core does not hold the others up for long.
-CHUNK_WORK = 1 << 19
 # A batch cut in several chunks is cut in a multiple of this many (sizes differing by at
 # most one sample): the cut may not depend on the thread count, but 2 or 4 threads then
 # get equal shares.
@@ -340,29 +336,22 @@ def run_chunks(run: Callable[[int], Any], count: int) -> None:
         raise min(job.errors, key=lambda item: item[0])[1]
 
 
-def batch_chunks(n: int, work_per_sample: int, chunk_work: int | None = None) -> list[range]:
+def batch_chunks(n: int, work_per_sample: int, chunk_work: int) -> list[range]:
     """``range(n)`` cut into chunks of at most about ``chunk_work`` work each.
 
     The cut depends only on ``n`` and the work, never on the thread count, so a kernel
     that sums per chunk and then adds the chunks in order gives the same bits on 1 thread
     and on 8. Small batches (under SPLIT_MIN_WORK) are one chunk.
     """
-    target = CHUNK_WORK if chunk_work is None else chunk_work
     total = n * max(work_per_sample, 1)
     if n < 2 or total < SPLIT_MIN_WORK:
         return [range(n)]
-    per_chunk = max(1, min(n, target // max(work_per_sample, 1)))
+    per_chunk = max(1, min(n, chunk_work // max(work_per_sample, 1)))
     chunks = -(-n // per_chunk)
     if chunks > 1:
         # A multiple of CHUNK_MULTIPLE chunks, so that 2 or 4 threads finish together.
         chunks = min(n, -(-chunks // CHUNK_MULTIPLE) * CHUNK_MULTIPLE)
     return [range(k * n // chunks, (k + 1) * n // chunks) for k in range(chunks)]
-
-
-def run_batch(run: Callable[[int, int], Any], n: int, work_per_sample: int) -> None:
-    """``run(s0, s1)`` over the chunks of :func:`batch_chunks`, through :func:`run_chunks`."""
-    chunks = batch_chunks(n, work_per_sample)
-    run_chunks(lambda k: run(chunks[k].start, chunks[k].stop), len(chunks))
 
 
 def parallel_enabled() -> bool:
@@ -395,12 +384,6 @@ def _blas_controllers() -> list[Any]:
             libs = []
         _blas_state["libs"] = libs
     return libs
-
-
-def _blas_controller() -> Any:
-    """The first BLAS controller, or None (threadpoolctl not installed)."""
-    libs = _blas_controllers()
-    return libs[0] if libs else None
 
 
 def blas_is_single_threaded() -> bool:

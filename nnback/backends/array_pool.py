@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy
 
-__all__ = ["MAX_BYTES", "MIN_BYTES", "clear", "empty", "pooled_bytes", "scope"]
+__all__ = ["MAX_BYTES", "MIN_BYTES", "empty", "pooled_bytes", "scope"]
 
 MIN_BYTES = 1 << 18
 MAX_BYTES = 1 << 28
@@ -111,13 +111,8 @@ def _evict(nbytes: int) -> bool:
     return _bytes + nbytes <= MAX_BYTES
 
 
-def clear() -> None:
-    """Forget every pooled array (those still in use stay alive with their holders)."""
-    with _lock:
-        _clear_locked()
-
-
 def _clear_locked() -> None:
+    """Forget every pooled array (those in use stay alive with their holders)."""
     global _bytes
     _pool.clear()
     _bytes = 0

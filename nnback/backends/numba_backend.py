@@ -477,8 +477,7 @@ class NumbaBackend(Backend):
     def matmul(self, a: Array, b: Array, out: Array | None = None) -> Array:
         if (
             out is None
-            or not runtime.blas_is_single_threaded()
-            or not runtime.parallel_enabled()
+            or not runtime.blas_is_single_threaded()  # only with several kernel threads
             or type(a) is not numpy.ndarray
             or type(b) is not numpy.ndarray
             or type(out) is not numpy.ndarray

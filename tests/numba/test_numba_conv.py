@@ -302,7 +302,7 @@ def test_kernel_threads_agree(
     monkeypatch.setattr(runtime, "_threads", 2)
     with numba_backend.compute_scope():
         threaded = step()
-    if runtime._blas_controller() is not None:
+    if runtime._blas_controllers():
         assert len(threads) == 2, threads  # the helper thread took chunks
     for got, want in zip(threaded, serial, strict=True):
         numpy.testing.assert_array_equal(got, want)
@@ -353,8 +353,8 @@ def test_run_chunks_raises_the_first_error(monkeypatch: pytest.MonkeyPatch) -> N
 def test_batch_chunks_depend_on_work_only() -> None:
     from nnback.kernels.cpu import runtime
 
-    assert runtime.batch_chunks(1, 1 << 30) == [range(1)]
-    assert runtime.batch_chunks(100, 1) == [range(100)]  # under SPLIT_MIN_WORK: one chunk
+    assert runtime.batch_chunks(1, 1 << 30, 1) == [range(1)]
+    assert runtime.batch_chunks(100, 1, 1) == [range(100)]  # under SPLIT_MIN_WORK: one chunk
     chunks = runtime.batch_chunks(10, 1 << 20, 3 << 20)  # at most 3 per chunk: 4 chunks
     assert [len(c) for c in chunks] == [2, 3, 2, 3]
     assert [i for c in chunks for i in c] == list(range(10))
